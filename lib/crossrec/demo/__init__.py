@@ -1,0 +1,1 @@
+"""Demo and synthetic raw data, written in the formats real platforms deliver."""

@@ -1,0 +1,1 @@
+"""Ingest: raw platform logs -> the unified, pseudonymised tables."""

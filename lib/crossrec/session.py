@@ -1,0 +1,47 @@
+"""Build or get the SparkSession with crossrec's defaults."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# SQL settings applied at run time unless the user's spark-submit/--conf already set them.
+SQL_DEFAULTS: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",  # timestamps mean the same on every machine
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.adaptive.enabled": "true",
+}
+LOCAL_SQL_DEFAULTS: dict[str, str] = {"spark.sql.shuffle.partitions": "8"}
+# Settings that only matter when this process starts the JVM itself (not under spark-submit).
+LAUNCH_DEFAULTS: dict[str, str] = {
+    "spark.ui.enabled": "false",
+    "spark.driver.memory": "4g",
+    "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "1",
+}
+
+
+def get_session(app_name: str, master: str | None = None,
+                conf: dict[str, str] | None = None) -> Any:
+    """The active session, or a new one (``local[*]`` unless spark-submit or ``master`` says)."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        builder = SparkSession.builder.appName(app_name)
+        submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started the JVM already
+        if master or not submitted:
+            builder = builder.master(master or os.environ.get("CROSSREC_MASTER", "local[*]"))
+        if not submitted:
+            for key, value in LAUNCH_DEFAULTS.items():
+                builder = builder.config(key, value)
+        for key, value in (conf or {}).items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel(os.environ.get("CROSSREC_SPARK_LOG_LEVEL", "WARN"))
+    user_set = spark.sparkContext.getConf()
+    local = spark.sparkContext.master.startswith("local")
+    for key, value in {**SQL_DEFAULTS, **(LOCAL_SQL_DEFAULTS if local else {})}.items():
+        if not user_set.contains(key):
+            spark.conf.set(key, value)
+    return spark

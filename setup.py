@@ -1,0 +1,18 @@
+"""crossrec: the package lives in lib/crossrec; table schemas in schemas/ install as crossrec.schemas."""
+from setuptools import setup
+
+setup(
+    name="crossrec",
+    version="0.1.0",
+    description="Cross-platform, cross-domain recommendation as Spark batch jobs",
+    python_requires=">=3.11",
+    package_dir={"crossrec": "lib/crossrec", "crossrec.schemas": "schemas"},
+    packages=["crossrec", "crossrec.schemas", "crossrec.ingest", "crossrec.demo"],
+    install_requires=[
+        "pyspark>=4.2,<5",
+        "pyarrow>=18",
+        "pandas>=2.2,<3",  # PySpark 4.3 does not fully support pandas 3
+        "numpy>=1.26",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
+)

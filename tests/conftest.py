@@ -1,0 +1,28 @@
+"""One local SparkSession for the whole test session (petastorm's SparkTestContext)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # jobs/ and tests/ helpers importable as packages
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory):
+    from crossrec.session import get_session
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    os.environ.setdefault("CROSSREC_SPARK_LOG_LEVEL", "ERROR")
+    session = get_session("crossrec-tests", master="local[2]", conf={
+        "spark.sql.warehouse.dir": str(warehouse),
+        "spark.driver.memory": "2g",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.default.parallelism": "4",
+        "spark.ui.showConsoleProgress": "false",
+    })
+    yield session
+    session.stop()
