@@ -156,7 +156,7 @@ def load_sources(path: str | Path, run_date: str) -> Sources:
     where = str(path)
     catalog = SourceSpec(name="catalog", **_source_common(
         _need(raw, "catalog", where, dict), f"{where}: catalog", base, run_date,
-        tuple(CATALOG_RAW.columns), (C.ITEM_ID, C.TITLE, C.DOMAIN)))
+        tuple(CATALOG_RAW.columns), tuple(CATALOG_RAW.columns)))
     links = None
     if "links" in raw:
         links = SourceSpec(name="links", **_source_common(

@@ -1,0 +1,201 @@
+"""The ingest job's steps: read and check every source, unify, stage, gate, publish.
+
+Each published table is staged as Parquet and the next one is derived from what was staged, so
+the gate checks exactly the bytes that will be published and nothing is computed twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from functools import reduce
+from typing import Callable
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+import crossrec
+from crossrec.config import Sources, SourceSpec, load_sources
+from crossrec.errors import QualityGateError
+from crossrec.ingest import quality, quarantine, unify, validate
+from crossrec.ingest.identity import PERSON, resolve_accounts
+from crossrec.ingest.pseudonym import PERSON_NS, load_key, pseudonymize
+from crossrec.ingest.read import ERR_FIELD, Parsed, read_source
+from crossrec.lake import Lake, Manifest, Staging
+from crossrec.schemas import columns as C
+from crossrec.schemas.lake import (CATALOG_RAW, EVENTS, INTERACTIONS, ITEMS, LINKS_RAW, QUALITY,
+                                   QUARANTINE, UNIFIED, USERS)
+from crossrec.schemas.table import Table
+from crossrec.store import Store
+
+log = logging.getLogger("crossrec.ingest")
+ROWS_PER_FILE = 2_000_000
+EVENT_FIELDS = [C.ACCOUNT, C.ITEM_ID, C.EVENT_TYPE, C.VALUE, C.TS]
+StoreOf = Callable[[str], Store]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What one ingest run needs (parsed from the command line by ``jobs/ingest.py``)."""
+
+    sources: str           # path of the sources TOML file
+    lake: str              # lake root URL
+    run_date: str          # YYYY-MM-DD
+    dev_key: bool = False  # use the fixed development key (demo/local only)
+
+
+def run_id_for(sources: Sources, run_date: str, parsed: dict[str, Parsed], store_of: StoreOf) -> str:
+    """Same inputs (path, size, mtime), config, date and code version -> same run id."""
+    files = [(f.path, f.size, f.mtime_ms) for p in parsed.values() for path in p.files
+             for f in store_of(path).list_files(path)]
+    blob = json.dumps([crossrec.__version__, run_date, asdict(sources), files], sort_keys=True)
+    return f"{run_date.replace('-', '')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def read_all(spark: SparkSession, sources: Sources, store_of: StoreOf) -> dict[str, Parsed]:
+    """Every source read permissively, by source name."""
+    specs: list[tuple[SourceSpec, list[str]]] = [(sources.catalog, CATALOG_RAW.columns)]
+    if sources.links is not None:
+        specs.append((sources.links, LINKS_RAW.columns))
+    specs += [(p, EVENT_FIELDS) for p in sources.platforms]
+    return {spec.name: read_source(spark, store_of(spec.path), spec, cols) for spec, cols in specs}
+
+
+def check_all(parsed: dict[str, Parsed], sources: Sources, run_date: str) -> dict[str, DataFrame]:
+    """Every source with its typed columns and first error per row, by source name."""
+    catalog = validate.check_catalog(parsed[sources.catalog.name].df)
+    out = {sources.catalog.name: catalog}
+    if sources.links is not None:
+        out[sources.links.name] = validate.check_links(parsed[sources.links.name].df,
+                                                       [p.name for p in sources.platforms])
+    good_items = validate.split(catalog)[0].select(C.ITEM_ID, C.DOMAIN)
+    for spec in sources.platforms:
+        out[spec.name] = validate.check_events(parsed[spec.name].df, spec, sources.quality,
+                                               run_date, good_items)
+    return out
+
+
+def rejected_rows(checked: dict[str, DataFrame], parsed: dict[str, Parsed], sources: Sources,
+                  key: bytes, run_id: str) -> DataFrame:
+    """The quarantine table: every rejected row of every source, account ids redacted."""
+    parts = []
+    for spec in [sources.catalog, *([sources.links] if sources.links else []), *sources.platforms]:
+        bad = validate.split(checked[spec.name])[1]
+        if spec.name == "links":
+            pairs = [(F.col(C.PLATFORM_A), C.ACCOUNT_A), (F.col(C.PLATFORM_B), C.ACCOUNT_B)]
+        elif spec.name == "catalog":
+            pairs = []
+        else:
+            pairs = [(F.lit(spec.name), C.ACCOUNT)]
+        bad = quarantine.redact(bad, spec, parsed[spec.name].header, key, pairs)
+        parts.append(quarantine.to_quarantine(bad, run_id))
+    return reduce(DataFrame.unionByName, parts)
+
+
+def keyed_events(events: DataFrame, links: DataFrame | None, key: bytes) -> DataFrame:
+    """Valid, de-duplicated events with the person's pseudonym ``user_key`` (raw account kept
+    only for counting accounts per user; it is never written)."""
+    events = unify.drop_exact_duplicates(events)
+    links = links if links is not None else events.sparkSession.createDataFrame(
+        [], LINKS_RAW.as_spark_schema())
+    persons = resolve_accounts(events, links)
+    keyed = pseudonymize(events.join(persons, [C.PLATFORM, C.ACCOUNT]), PERSON, C.USER_KEY,
+                         key, PERSON_NS)
+    return keyed.drop(PERSON)
+
+
+def _files(rows: int) -> int:
+    return max(1, math.ceil(rows / ROWS_PER_FILE))
+
+
+def write_table(df: DataFrame, table: Table, path: str, rows_hint: int) -> DataFrame:
+    """Write ``df`` with a deterministic layout (range-partitioned, sorted); return it re-read."""
+    order = [*table.partition_by, *table.key] or table.columns
+    (table.select(df).repartitionByRange(_files(rows_hint), *order).sortWithinPartitions(*order)
+     .write.mode("errorifexists").partitionBy(*table.partition_by).parquet(path))
+    return df.sparkSession.read.schema(table.as_spark_schema()).parquet(path)
+
+
+def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, store_of: StoreOf,
+          lake: Lake) -> tuple[Staging, dict[str, DataFrame], quality.Counts]:
+    """Read, check, unify and write every table into a new staging version."""
+    parsed = read_all(spark, sources, store_of)
+    run_id = run_id_for(sources, run_date, parsed, store_of)
+    staging = lake.stage(UNIFIED, run_date, run_id)
+    checked = check_all(parsed, sources, run_date)
+    platforms = [p.name for p in sources.platforms]
+    all_events = reduce(DataFrame.unionByName, [checked[p] for p in platforms]) \
+        .withColumn(C.PLATFORM, F.col(C.SOURCE)).persist(StorageLevel.MEMORY_AND_DISK)
+    checked["catalog"] = checked["catalog"].persist(StorageLevel.MEMORY_AND_DISK)
+    status = {name: df for name, df in checked.items() if name not in platforms}
+    checked.update({p: all_events.where(F.col(C.SOURCE) == p) for p in platforms})  # reuse cache
+    read, bad = _count(all_events, status)
+    out = {QUARANTINE.name: write_table(rejected_rows(checked, parsed, sources, key, run_id),
+                                        QUARANTINE, staging.path(QUARANTINE), sum(bad.values()))}
+    good_links = validate.split(checked["links"])[0] if "links" in checked else None
+    keyed = keyed_events(validate.split(all_events)[0], good_links, key) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    n_keyed = keyed.count()
+    all_events.unpersist()
+    good_events = sum(read[p] - bad[p] for p in platforms)
+    counts = quality.Counts(read, bad, duplicates=good_events - n_keyed)
+    catalog = validate.split(checked["catalog"])[0]
+    out[ITEMS.name] = write_table(unify.build_items(catalog), ITEMS, staging.path(ITEMS), 0)
+    out[USERS.name] = write_table(unify.build_users(keyed), USERS, staging.path(USERS), n_keyed)
+    out[EVENTS.name] = write_table(unify.build_events(keyed, out[USERS.name], out[ITEMS.name]),
+                                   EVENTS, staging.path(EVENTS), n_keyed)
+    keyed.unpersist()
+    out[INTERACTIONS.name] = write_table(unify.build_interactions(out[EVENTS.name]), INTERACTIONS,
+                                         staging.path(INTERACTIONS), n_keyed)
+    return staging, out, counts
+
+
+def _count(events: DataFrame, others: dict[str, DataFrame]) -> tuple[dict[str, int], dict[str, int]]:
+    """(rows read, rows rejected) per source."""
+    read: dict[str, int] = {}
+    bad: dict[str, int] = {}
+    for df in [events, *others.values()]:
+        for row in df.groupBy(C.SOURCE).agg(
+                F.count(F.lit(1)).alias("n"),
+                F.sum(F.col(ERR_FIELD).isNotNull().cast("long")).alias("bad")).collect():
+            read[row[C.SOURCE]], bad[row[C.SOURCE]] = int(row["n"]), int(row["bad"] or 0)
+    return read, bad
+
+
+def gate(spark: SparkSession, lake: Lake, staging: Staging, tables: dict[str, DataFrame],
+         counts: quality.Counts, sources: Sources, run_id: str) -> list[quality.CheckResult]:
+    """Run the checks, stage their table; raise (publishing nothing) if any failed."""
+    domains = sorted(r[0] for r in tables[ITEMS.name].select(C.DOMAIN).distinct().collect())
+    results = quality.run_checks(tables, counts, sources.quality, domains)
+    write_table(quality.as_table(spark, run_id, results), QUALITY, staging.path(QUALITY), 0)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        lake.mark_failed(staging, {"failed": [asdict(r) for r in failed]})
+        lines = "\n".join(f"  {r.check}: observed {r.observed:g}, expected {r.expected} {r.detail}"
+                          for r in failed)
+        raise QualityGateError(f"data-quality gate failed; nothing published. Staged output kept "
+                               f"for inspection at {staging.dir}\n{lines}")
+    return results
+
+
+def run(spark: SparkSession, cfg: IngestConfig) -> Manifest:
+    """One ingest run: returns the published manifest, or raises with nothing published."""
+    sources = load_sources(cfg.sources, cfg.run_date)
+    key = load_key(cfg.dev_key)
+    lake = Lake.open(cfg.lake, spark)
+    stores: dict[str, Store] = {}
+
+    def store_of(url: str) -> Store:
+        scheme = url.split("://", 1)[0]
+        return stores.setdefault(scheme, Store.create(url, spark))
+
+    staging, tables, counts = stage(spark, sources, cfg.run_date, key, store_of, lake)
+    run_id = staging.version.split("_", 1)[1]
+    results = gate(spark, lake, staging, tables, counts, sources, run_id)
+    facts = {name: {"rows": df.count()} for name, df in tables.items()}
+    facts[QUALITY.name] = {"rows": len(results)}
+    return lake.commit(staging, run_id, facts, extra={
+        "read": counts.read, "quarantined": counts.quarantined, "duplicates": counts.duplicates})
