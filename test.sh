@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# README command 2: set up the environment if needed, then run the test suite.
+#   ./test.sh                 # everything
+#   ./test.sh -m "not slow"   # extra arguments go to pytest as they are
+# Exits with pytest's exit code.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+bash scripts/setup.sh
+# No -q/-qq here: pytest's closing summary line ("N passed in Xs") must always appear.
+exec .venv/bin/python -m pytest "$@"
