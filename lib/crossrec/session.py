@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 # SQL settings applied at run time unless the user's spark-submit/--conf already set them.
@@ -33,6 +34,8 @@ def get_session(app_name: str, master: str | None = None,
         if master or not submitted:
             builder = builder.master(master or os.environ.get("CROSSREC_MASTER", "local[*]"))
         if not submitted:
+            # executors' Python must be this interpreter (its venv has pyarrow and crossrec)
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             for key, value in LAUNCH_DEFAULTS.items():
                 builder = builder.config(key, value)
         for key, value in (conf or {}).items():

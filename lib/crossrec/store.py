@@ -82,7 +82,7 @@ class LocalStore(Store):
         return _local(url).exists()
 
     def read_text(self, url: str) -> str:
-        return _local(url).read_text(encoding="utf-8")
+        return _local(url).read_bytes().decode("utf-8")  # no newline translation
 
     def head(self, url: str) -> str:
         with open(_local(url), "rb") as f:

@@ -1,0 +1,34 @@
+"""One declaration renders both engines' schemas, and tables are checked when declared."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from crossrec.schemas import Field, Table
+from crossrec.schemas.lake import INTERACTIONS, PUBLISHED
+
+
+def test_arrow_and_spark_agree(spark):
+    for table in PUBLISHED:
+        empty = spark.createDataFrame([], table.as_spark_schema())
+        arrow = empty.toArrow().schema
+        assert arrow.names == table.as_arrow_schema().names
+        for got, want in zip(arrow, table.as_arrow_schema()):
+            assert got.type == want.type or (pa.types.is_list(got.type) and
+                                              got.type.value_type == want.type.value_type), got
+
+
+def test_declaration_errors():
+    with pytest.raises(ValueError, match="duplicate fields"):
+        Table("t", (Field("a", "int"), Field("a", "int")))
+    with pytest.raises(ValueError, match="'b' is not a field"):
+        Table("t", (Field("a", "int"),), key=("b",))
+    with pytest.raises(ValueError, match="unknown logical type"):
+        Field("a", "decimal")
+
+
+def test_select_projects_and_names_missing_columns(spark):
+    df = spark.createDataFrame([(1, 2)], "user_idx long, extra int")
+    with pytest.raises(ValueError, match="lacks columns"):
+        INTERACTIONS.select(df)
+    assert "| `user_idx` | int | no |" in INTERACTIONS.markdown()
