@@ -17,6 +17,7 @@ LOCAL_SQL_DEFAULTS: dict[str, str] = {"spark.sql.shuffle.partitions": "8"}
 # Settings that only matter when this process starts the JVM itself (not under spark-submit).
 LAUNCH_DEFAULTS: dict[str, str] = {
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "4g",
     "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "1",
 }

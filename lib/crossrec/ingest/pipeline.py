@@ -25,6 +25,7 @@ from crossrec.ingest.identity import PERSON, resolve_accounts
 from crossrec.ingest.pseudonym import PERSON_NS, load_key, pseudonymize
 from crossrec.ingest.read import ERR_FIELD, Parsed, read_source
 from crossrec.lake import Lake, Manifest, Staging
+from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import (CATALOG_RAW, EVENTS, INTERACTIONS, ITEMS, LINKS_RAW, QUALITY,
                                    QUARANTINE, UNIFIED, USERS)
@@ -132,24 +133,35 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, stor
     checked["catalog"] = checked["catalog"].persist(StorageLevel.MEMORY_AND_DISK)
     status = {name: df for name, df in checked.items() if name not in platforms}
     checked.update({p: all_events.where(F.col(C.SOURCE) == p) for p in platforms})  # reuse cache
-    read, bad = _count(all_events, status)
-    out = {QUARANTINE.name: write_table(rejected_rows(checked, parsed, sources, key, run_id),
-                                        QUARANTINE, staging.path(QUARANTINE), sum(bad.values()))}
+    with timed(log, "read_and_check", run_id=run_id) as facts:
+        read, bad = _count(all_events, status)
+        facts.update(rows_read=read, rows_quarantined=bad)
+    out: dict[str, DataFrame] = {}
+    with timed(log, "write_quarantine"):
+        out[QUARANTINE.name] = write_table(rejected_rows(checked, parsed, sources, key, run_id),
+                                           QUARANTINE, staging.path(QUARANTINE), sum(bad.values()))
     good_links = validate.split(checked["links"])[0] if "links" in checked else None
-    keyed = keyed_events(validate.split(all_events)[0], good_links, key) \
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    n_keyed = keyed.count()
+    with timed(log, "resolve_and_pseudonymise") as facts:
+        keyed = keyed_events(validate.split(all_events)[0], good_links, key) \
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        n_keyed = keyed.count()
+        facts.update(events=n_keyed)
     all_events.unpersist()
     good_events = sum(read[p] - bad[p] for p in platforms)
     counts = quality.Counts(read, bad, duplicates=good_events - n_keyed)
     catalog = validate.split(checked["catalog"])[0]
-    out[ITEMS.name] = write_table(unify.build_items(catalog), ITEMS, staging.path(ITEMS), 0)
-    out[USERS.name] = write_table(unify.build_users(keyed), USERS, staging.path(USERS), n_keyed)
-    out[EVENTS.name] = write_table(unify.build_events(keyed, out[USERS.name], out[ITEMS.name]),
-                                   EVENTS, staging.path(EVENTS), n_keyed)
+    with timed(log, "write_items_users"):
+        out[ITEMS.name] = write_table(unify.build_items(catalog), ITEMS, staging.path(ITEMS), 0)
+        out[USERS.name] = write_table(unify.build_users(keyed), USERS, staging.path(USERS),
+                                      n_keyed)
+    with timed(log, "write_events"):
+        out[EVENTS.name] = write_table(
+            unify.build_events(keyed, out[USERS.name], out[ITEMS.name]), EVENTS,
+            staging.path(EVENTS), n_keyed)
     keyed.unpersist()
-    out[INTERACTIONS.name] = write_table(unify.build_interactions(out[EVENTS.name]), INTERACTIONS,
-                                         staging.path(INTERACTIONS), n_keyed)
+    with timed(log, "write_interactions"):
+        out[INTERACTIONS.name] = write_table(unify.build_interactions(out[EVENTS.name]),
+                                             INTERACTIONS, staging.path(INTERACTIONS), n_keyed)
     return staging, out, counts
 
 
@@ -166,10 +178,14 @@ def _count(events: DataFrame, others: dict[str, DataFrame]) -> tuple[dict[str, i
 
 
 def gate(spark: SparkSession, lake: Lake, staging: Staging, tables: dict[str, DataFrame],
-         counts: quality.Counts, sources: Sources, run_id: str) -> list[quality.CheckResult]:
-    """Run the checks, stage their table; raise (publishing nothing) if any failed."""
+         counts: quality.Counts, sources: Sources, run_id: str) -> dict[str, int]:
+    """Run the checks and stage their table; raise (publishing nothing) if any failed.
+
+    Returns the row count of every staged table.
+    """
     domains = sorted(r[0] for r in tables[ITEMS.name].select(C.DOMAIN).distinct().collect())
-    results = quality.run_checks(tables, counts, sources.quality, domains)
+    profiles = quality.profiles(tables, domains)
+    results = quality.run_checks(profiles, counts, sources.quality, domains)
     write_table(quality.as_table(spark, run_id, results), QUALITY, staging.path(QUALITY), 0)
     failed = [r for r in results if not r.passed]
     if failed:
@@ -178,7 +194,7 @@ def gate(spark: SparkSession, lake: Lake, staging: Staging, tables: dict[str, Da
                           for r in failed)
         raise QualityGateError(f"data-quality gate failed; nothing published. Staged output kept "
                                f"for inspection at {staging.dir}\n{lines}")
-    return results
+    return {**{name: int(p["rows"]) for name, p in profiles.items()}, QUALITY.name: len(results)}
 
 
 def run(spark: SparkSession, cfg: IngestConfig) -> Manifest:
@@ -194,8 +210,10 @@ def run(spark: SparkSession, cfg: IngestConfig) -> Manifest:
 
     staging, tables, counts = stage(spark, sources, cfg.run_date, key, store_of, lake)
     run_id = staging.version.split("_", 1)[1]
-    results = gate(spark, lake, staging, tables, counts, sources, run_id)
-    facts = {name: {"rows": df.count()} for name, df in tables.items()}
-    facts[QUALITY.name] = {"rows": len(results)}
-    return lake.commit(staging, run_id, facts, extra={
+    with timed(log, "quality_gate"):
+        rows = gate(spark, lake, staging, tables, counts, sources, run_id)
+    manifest = lake.commit(staging, run_id, {name: {"rows": n} for name, n in rows.items()}, extra={
         "read": counts.read, "quarantined": counts.quarantined, "duplicates": counts.duplicates})
+    event(log, "published", dataset=UNIFIED, run_date=cfg.run_date, version=manifest.version,
+          rows=rows)
+    return manifest

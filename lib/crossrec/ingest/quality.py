@@ -1,14 +1,19 @@
-"""The data-quality gate: checks on the staged tables before anything is published."""
+"""The data-quality gate: checks on the staged tables before anything is published.
+
+One aggregation pass per table gathers everything the checks need. Referential integrity needs
+no join: parent indices are checked to be unique and dense (exactly 0..n-1), so a child's index
+refers to an existing parent exactly when it lies in [0, n).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crossrec.config import QualitySpec
 from crossrec.schemas import columns as C
-from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, QUALITY, USERS
+from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, QUALITY, QUARANTINE, USERS
 from crossrec.schemas.table import Table
 
 
@@ -39,65 +44,89 @@ def _eq(name: str, observed: int, expected: int, detail: str = "") -> CheckResul
     return CheckResult(name, observed == expected, float(observed), f"== {expected}", detail)
 
 
-def _table_checks(df: DataFrame, table: Table) -> list[CheckResult]:
-    """Nulls in non-nullable columns and key uniqueness, in one pass."""
+def profile(df: DataFrame, table: Table, extra: dict[str, Column] | None = None) -> dict:
+    """Rows, nulls per non-nullable column, distinct keys and ``extra`` aggregates, in one job."""
     required = [f.name for f in table.fields if not f.nullable]
-    aggs = [F.count(F.lit(1)).alias("_rows")]
-    aggs += [F.sum(F.col(c).isNull().cast("long")).alias(f"_null_{c}") for c in required]
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    aggs += [F.sum(F.col(c).isNull().cast("long")).alias(f"null:{c}") for c in required]
     if table.key:
-        aggs.append(F.count_distinct(*[F.col(k) for k in table.key]).alias("_keys"))
-    row = df.agg(*aggs).first()
-    nulls = {c: int(row[f"_null_{c}"] or 0) for c in required}
+        aggs.append(F.count_distinct(*[F.col(k) for k in table.key]).alias("keys"))
+    aggs += [col.alias(name) for name, col in (extra or {}).items()]
+    return df.agg(*aggs).first().asDict()
+
+
+def _table_checks(p: dict, table: Table) -> list[CheckResult]:
+    nulls = {k[5:]: int(v or 0) for k, v in p.items() if k.startswith("null:")}
     out = [_eq(f"no_nulls:{table.name}", sum(nulls.values()), 0,
                ", ".join(f"{c}={n}" for c, n in nulls.items() if n))]
     if table.key:
-        out.append(_eq(f"unique_key:{table.name}", int(row["_keys"]), int(row["_rows"]),
+        out.append(_eq(f"unique_key:{table.name}", int(p["keys"]), int(p["rows"]),
                        f"key ({', '.join(table.key)})"))
     return out
 
 
-def _dense(df: DataFrame, col: str, table: str) -> CheckResult:
-    row = df.agg(F.min(col), F.max(col), F.count(F.lit(1))).first()
-    lo, hi, n = row[0], row[1], row[2]
-    ok = n == 0 or (lo == 0 and hi == n - 1)
-    return CheckResult(f"dense_index:{table}.{col}", ok, float(n), "0..rows-1", f"min={lo} max={hi}")
+def _dense(p: dict, col: str, table: str) -> CheckResult:
+    lo, hi, n = p[f"min:{col}"], p[f"max:{col}"], p["rows"]
+    ok = n == 0 or (lo == 0 and hi == n - 1 and p["keys"] == n)
+    return CheckResult(f"dense_index:{table}.{col}", ok, float(n), "0..rows-1",
+                       f"min={lo} max={hi}")
 
 
-def _orphans(child: DataFrame, parent: DataFrame, col: str, name: str) -> CheckResult:
-    n = child.select(col).distinct().join(parent.select(col), col, "left_anti").count()
-    return _eq(f"referential:{name}.{col}", n, 0, "values with no parent row")
+def _refers(p: dict, col: str, parents: int, name: str) -> CheckResult:
+    lo, hi = p[f"min:{col}"], p[f"max:{col}"]
+    ok = p["rows"] == 0 or (lo >= 0 and hi < parents)
+    return CheckResult(f"referential:{name}.{col}", ok, float(hi if hi is not None else -1),
+                       f"< {parents}", f"indices span {lo}..{hi}")
 
 
-def run_checks(tables: dict[str, DataFrame], counts: Counts, quality: QualitySpec,
+def _bounds(*cols: str) -> dict[str, Column]:
+    return {k: v for c in cols for k, v in ((f"min:{c}", F.min(c)), (f"max:{c}", F.max(c)))}
+
+
+def profiles(tables: dict[str, DataFrame], domains: list[str]) -> dict[str, dict]:
+    """The aggregates every check reads, one job per table."""
+    n_events = {"sum:n_events": F.sum(C.N_EVENTS)}
+    return {
+        ITEMS.name: profile(tables[ITEMS.name], ITEMS, _bounds(C.ITEM_IDX)),
+        USERS.name: profile(tables[USERS.name], USERS, {**_bounds(C.USER_IDX), **n_events}),
+        EVENTS.name: profile(tables[EVENTS.name], EVENTS, _bounds(C.USER_IDX, C.ITEM_IDX)),
+        INTERACTIONS.name: profile(tables[INTERACTIONS.name], INTERACTIONS, {
+            **_bounds(C.USER_IDX, C.ITEM_IDX), **n_events,
+            **{f"domain:{d}": F.sum((F.col(C.DOMAIN) == d).cast("long")) for d in domains}}),
+        QUARANTINE.name: profile(tables[QUARANTINE.name], QUARANTINE),
+    }
+
+
+def run_checks(p: dict[str, dict], counts: Counts, quality: QualitySpec,
                domains: list[str]) -> list[CheckResult]:
-    """Every gate check over the staged tables (by table name)."""
-    items, users = tables[ITEMS.name], tables[USERS.name]
-    events, inter = tables[EVENTS.name], tables[INTERACTIONS.name]
-    n_events = events.count()
+    """Every gate check from the tables' profiles and the run's counts."""
+    n_events = int(p[EVENTS.name]["rows"])
     read, bad = sum(counts.read.values()), sum(counts.quarantined.values())
-    n_quarantine = tables["quarantine"].count()
-    sums = inter.agg(F.sum(C.N_EVENTS)).first()[0] or 0
-    user_sum = users.agg(F.sum(C.N_EVENTS)).first()[0] or 0
     out = [
-        _eq("rows_conserved:quarantine", n_quarantine, bad, "quarantine table vs rows rejected"),
+        _eq("rows_conserved:quarantine", int(p[QUARANTINE.name]["rows"]), bad,
+            "quarantine table vs rows rejected"),
         _eq("rows_conserved:events", n_events + counts.duplicates, counts.good_events,
             f"events + {counts.duplicates} exact duplicates vs valid rows read"),
-        _eq("rows_conserved:interactions", int(sums), n_events, "sum(n_events) vs events"),
-        _eq("rows_conserved:users", int(user_sum), n_events, "sum(n_events) vs events"),
+        _eq("rows_conserved:interactions", int(p[INTERACTIONS.name]["sum:n_events"] or 0),
+            n_events, "sum(n_events) vs events"),
+        _eq("rows_conserved:users", int(p[USERS.name]["sum:n_events"] or 0), n_events,
+            "sum(n_events) vs events"),
         CheckResult("quarantine_share", read > 0 and bad / read <= quality.max_quarantine_share,
                     bad / read if read else 0.0, f"<= {quality.max_quarantine_share}",
                     f"{bad} of {read} rows rejected"),
     ]
-    for df, table in ((items, ITEMS), (users, USERS), (events, EVENTS), (inter, INTERACTIONS)):
-        out += _table_checks(df, table)
-    out += [_dense(items, C.ITEM_IDX, ITEMS.name), _dense(users, C.USER_IDX, USERS.name)]
-    for child, name in ((events, EVENTS.name), (inter, INTERACTIONS.name)):
-        out += [_orphans(child, users, C.USER_IDX, name), _orphans(child, items, C.ITEM_IDX, name)]
-    per_domain = dict(inter.groupBy(C.DOMAIN).count().collect())
+    for table in (ITEMS, USERS, EVENTS, INTERACTIONS):
+        out += _table_checks(p[table.name], table)
+    out += [_dense(p[ITEMS.name], C.ITEM_IDX, ITEMS.name),
+            _dense(p[USERS.name], C.USER_IDX, USERS.name)]
+    n_users, n_items = int(p[USERS.name]["rows"]), int(p[ITEMS.name]["rows"])
+    for name in (EVENTS.name, INTERACTIONS.name):
+        out += [_refers(p[name], C.USER_IDX, n_users, name),
+                _refers(p[name], C.ITEM_IDX, n_items, name)]
     for d in domains:
-        out.append(CheckResult(f"min_rows:{d}", per_domain.get(d, 0) >= quality.min_rows_per_domain,
-                               float(per_domain.get(d, 0)), f">= {quality.min_rows_per_domain}",
-                               "interactions in the domain"))
+        n = int(p[INTERACTIONS.name][f"domain:{d}"] or 0)
+        out.append(CheckResult(f"min_rows:{d}", n >= quality.min_rows_per_domain, float(n),
+                               f">= {quality.min_rows_per_domain}", "interactions in the domain"))
     return out
 
 
