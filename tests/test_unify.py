@@ -1,37 +1,47 @@
-"""Unified tables from valid, keyed events."""
+"""Unified tables from valid events: persons, events, users, interactions."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 
+from pyspark.sql import Observation
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from crossrec.ingest import unify
+from crossrec.ingest.pseudonym import NS_SEP, PERSON_NS
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, INTERACTIONS, USERS
 
+KEY = b"k" * 32
 T0 = dt.datetime(2001, 1, 1)
-KEYED = ("platform string, account string, user_key string, item_id string, domain string, "
-         "event_type string, value double, weight double, ts timestamp")
+GOOD = ("platform string, account string, item_id string, domain string, event_type string, "
+        "value double, weight double, ts timestamp")
+LINKS = "platform_a string, account_a string, platform_b string, account_b string"
 
 
 def _t(hours: int) -> dt.datetime:
     return T0 + dt.timedelta(hours=hours)
 
 
-def _keyed(spark):
-    rows = [
-        ("web", "a1", "kA", "m2", "drama", "rating", 4.0, 1.0, _t(2)),
-        ("web", "a1", "kA", "m2", "drama", "rating", 4.0, 1.0, _t(2)),   # exact duplicate
-        ("app", "a9", "kA", "m2", "drama", "rating", 2.0, 1.0, _t(5)),   # same person, other app
-        ("app", "a9", "kA", "m2", "drama", "view", None, 0.1, _t(9)),    # later, but no value
-        ("web", "a1", "kA", "m1", "comedy", "rating", 5.0, 1.0, _t(1)),
-        ("web", "b1", "kB", "m1", "comedy", "view", None, 0.1, _t(3)),
-    ]
-    return spark.createDataFrame(rows, KEYED)
+def _key(person: str) -> str:
+    return hmac.new(KEY, f"{PERSON_NS}{NS_SEP}{person}".encode(), hashlib.sha256).hexdigest()
 
 
-def test_exact_duplicates_dropped(spark):
-    assert unify.drop_exact_duplicates(_keyed(spark)).count() == 5
+def _good(spark):
+    return spark.createDataFrame([
+        ("web", "a1", "m2", "drama", "rating", 4.0, 1.0, _t(2)),
+        ("web", "a1", "m2", "drama", "rating", 4.0, 1.0, _t(2)),   # exact duplicate
+        ("app", "a9", "m2", "drama", "rating", 2.0, 1.0, _t(5)),   # same person, other app
+        ("app", "a9", "m2", "drama", "view", None, 0.1, _t(9)),    # later, but no value
+        ("web", "a1", "m1", "comedy", "rating", 5.0, 1.0, _t(1)),
+        ("web", "b1", "m1", "comedy", "view", None, 0.1, _t(3)),
+    ], GOOD)
+
+
+def _persons(spark):
+    links = spark.createDataFrame([("web", "a1", "app", "a9")], LINKS)
+    return unify.build_persons(_good(spark), links, KEY)
 
 
 def test_dense_index_is_sorted_and_dense(spark):
@@ -40,34 +50,53 @@ def test_dense_index_is_sorted_and_dense(spark):
                          spark.createDataFrame([("a", 0), ("b", 1), ("z", 2)], "k string, i int"))
 
 
-def _pipeline(spark):
-    events = unify.drop_exact_duplicates(_keyed(spark))
+def test_persons_share_a_pseudonym_and_index(spark):
+    ka, kb = _key("app:a9"), _key("web:b1")  # a person is named by its smallest account
+    ia, ib = (0, 1) if ka < kb else (1, 0)
+    assertDataFrameEqual(_persons(spark), spark.createDataFrame(
+        [(ka, "web", "a1", ia), (ka, "app", "a9", ia), (kb, "web", "b1", ib)],
+        "user_key string, platform string, account string, user_idx int"))
+
+
+def _events(spark):
     items = spark.createDataFrame([("m1", 0), ("m2", 1)], "item_id string, item_idx int")
-    users = unify.build_users(events)
-    return users, unify.build_events(events, users, items)
+    observed = Observation("t")
+    events = unify.build_events(_good(spark), _persons(spark), items, 3, 2, observed)
+    return events.localCheckpoint(), observed
+
+
+def test_events_deduplicated_and_ordered_per_user(spark):
+    events, observed = _events(spark)
+    assert observed.get[unify.EVENTS_IN] == 6
+    ia = events.where(f"{C.USER_KEY} = '{_key('app:a9')}'").first()[C.USER_IDX]
+    got = [(r[C.SEQ], r[C.ITEM_ID], r[C.PLATFORM], r[C.TS].hour)
+           for r in events.where(f"{C.USER_IDX} = {ia}").orderBy(C.SEQ).collect()]
+    assert got == [(0, "m1", "web", 1), (1, "m2", "web", 2), (2, "m2", "app", 5),
+                   (3, "m2", "app", 9)]
+    assert events.count() == 5
+    assertSchemaEqual(events.schema, EVENTS.as_spark_schema(), ignoreNullable=True)
+    # the write layout: partitions hold whole users, rows sorted by (user_idx, seq)
+    for part in events.rdd.glom().collect():
+        keys = [(r[C.USER_IDX], r[C.SEQ]) for r in part]
+        assert keys == sorted(keys)
 
 
 def test_users(spark):
-    users, _ = _pipeline(spark)
+    events, _ = _events(spark)
+    users = unify.build_users(events, _persons(spark))
+    ka, kb = _key("app:a9"), _key("web:b1")
+    ia, ib = (0, 1) if ka < kb else (1, 0)
     assertDataFrameEqual(users, spark.createDataFrame(
-        [(0, "kA", 2, ["app", "web"], 4, _t(1), _t(9)), (1, "kB", 1, ["web"], 1, _t(3), _t(3))],
+        [(ia, ka, 2, ["app", "web"], 4, _t(1), _t(9)), (ib, kb, 1, ["web"], 1, _t(3), _t(3))],
         USERS.as_spark_schema()))
 
 
-def test_events_are_ordered_per_user(spark):
-    _, events = _pipeline(spark)
-    got = [(r[C.USER_IDX], r[C.SEQ], r[C.ITEM_ID], r[C.TS].hour)
-           for r in events.orderBy(C.USER_IDX, C.SEQ).collect()]
-    assert got == [(0, 0, "m1", 1), (0, 1, "m2", 2), (0, 2, "m2", 5), (0, 3, "m2", 9),
-                   (1, 0, "m1", 3)]
-    assertSchemaEqual(events.schema, EVENTS.as_spark_schema(), ignoreNullable=True)
-
-
 def test_interactions_aggregate_over_platforms(spark):
-    _, events = _pipeline(spark)
-    got = unify.build_interactions(events)
-    assertDataFrameEqual(got, spark.createDataFrame([
-        (0, 1, "kA", "m2", 2.1, 3, _t(2), _t(9), ["app", "web"], 2.0, 4.0, "drama"),
-        (0, 0, "kA", "m1", 1.0, 1, _t(1), _t(1), ["web"], 5.0, 5.0, "comedy"),
-        (1, 0, "kB", "m1", 0.1, 1, _t(3), _t(3), ["web"], None, None, "comedy"),
+    events, _ = _events(spark)
+    ka, kb = _key("app:a9"), _key("web:b1")
+    ia, ib = (0, 1) if ka < kb else (1, 0)
+    assertDataFrameEqual(unify.build_interactions(events, 2), spark.createDataFrame([
+        (ia, 1, ka, "m2", 2.1, 3, _t(2), _t(9), ["app", "web"], 2.0, 4.0, "drama"),
+        (ia, 0, ka, "m1", 1.0, 1, _t(1), _t(1), ["web"], 5.0, 5.0, "comedy"),
+        (ib, 0, kb, "m1", 0.1, 1, _t(3), _t(3), ["web"], None, None, "comedy"),
     ], INTERACTIONS.as_spark_schema()))

@@ -14,15 +14,14 @@ from functools import reduce
 from typing import Callable
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 import crossrec
 from crossrec.config import Sources, SourceSpec, load_sources
 from crossrec.errors import QualityGateError
 from crossrec.ingest import quality, quarantine, unify, validate
-from crossrec.ingest.identity import PERSON, resolve_accounts
-from crossrec.ingest.pseudonym import PERSON_NS, load_key, pseudonymize
+from crossrec.ingest.pseudonym import load_key
 from crossrec.ingest.read import ERR_FIELD, Parsed, read_source
 from crossrec.lake import Lake, Manifest, Staging
 from crossrec.logs import event, timed
@@ -96,28 +95,32 @@ def rejected_rows(checked: dict[str, DataFrame], parsed: dict[str, Parsed], sour
     return reduce(DataFrame.unionByName, parts)
 
 
-def keyed_events(events: DataFrame, links: DataFrame | None, key: bytes) -> DataFrame:
-    """Valid, de-duplicated events with the person's pseudonym ``user_key`` (raw account kept
-    only for counting accounts per user; it is never written)."""
-    events = unify.drop_exact_duplicates(events)
-    links = links if links is not None else events.sparkSession.createDataFrame(
-        [], LINKS_RAW.as_spark_schema())
-    persons = resolve_accounts(events, links)
-    keyed = pseudonymize(events.join(persons, [C.PLATFORM, C.ACCOUNT]), PERSON, C.USER_KEY,
-                         key, PERSON_NS)
-    return keyed.drop(PERSON)
-
-
 def _files(rows: int) -> int:
     return max(1, math.ceil(rows / ROWS_PER_FILE))
 
 
-def write_table(df: DataFrame, table: Table, path: str, rows_hint: int) -> DataFrame:
-    """Write ``df`` with a deterministic layout (range-partitioned, sorted); return it re-read."""
-    order = [*table.partition_by, *table.key] or table.columns
-    (table.select(df).repartitionByRange(_files(rows_hint), *order).sortWithinPartitions(*order)
-     .write.mode("errorifexists").partitionBy(*table.partition_by).parquet(path))
+def write_table(df: DataFrame, table: Table, path: str, files: int = 1,
+                laid_out: bool = False) -> DataFrame:
+    """Write ``df`` in a deterministic layout; return it re-read from ``path``.
+
+    Unless ``laid_out`` (already partitioned and sorted by its builder), rows are range-
+    partitioned into ``files`` partitions on the table's partition and key columns and sorted.
+    """
+    if not laid_out:
+        order = [*table.partition_by, *table.key] or table.columns
+        df = table.select(df)
+        df = (df.repartition(1) if files == 1 else df.repartitionByRange(files, *order)) \
+            .sortWithinPartitions(*order)
+    df.write.mode("errorifexists").partitionBy(*table.partition_by).parquet(path)
     return df.sparkSession.read.schema(table.as_spark_schema()).parquet(path)
+
+
+def slim(checked: DataFrame) -> DataFrame:
+    """Keep the raw text and file only on rejected rows: the cache stays small, and raw text
+    (for Parquet a JSON rendering) is only ever built for rows that need it."""
+    bad = F.col(ERR_FIELD).isNotNull()
+    return (checked.withColumn(C.RAW, F.when(bad, F.col(C.RAW)))
+            .withColumn(C.SOURCE_FILE, F.when(bad, F.col(C.SOURCE_FILE))))
 
 
 def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, store_of: StoreOf,
@@ -128,41 +131,42 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, stor
     staging = lake.stage(UNIFIED, run_date, run_id)
     checked = check_all(parsed, sources, run_date)
     platforms = [p.name for p in sources.platforms]
-    all_events = reduce(DataFrame.unionByName, [checked[p] for p in platforms]) \
+    all_events = reduce(DataFrame.unionByName, [slim(checked[p]) for p in platforms]) \
         .withColumn(C.PLATFORM, F.col(C.SOURCE)).persist(StorageLevel.MEMORY_AND_DISK)
     checked["catalog"] = checked["catalog"].persist(StorageLevel.MEMORY_AND_DISK)
     status = {name: df for name, df in checked.items() if name not in platforms}
     checked.update({p: all_events.where(F.col(C.SOURCE) == p) for p in platforms})  # reuse cache
+    out: dict[str, DataFrame] = {}
     with timed(log, "read_and_check", run_id=run_id) as facts:
         read, bad = _count(all_events, status)
         facts.update(rows_read=read, rows_quarantined=bad)
-    out: dict[str, DataFrame] = {}
     with timed(log, "write_quarantine"):
         out[QUARANTINE.name] = write_table(rejected_rows(checked, parsed, sources, key, run_id),
-                                           QUARANTINE, staging.path(QUARANTINE), sum(bad.values()))
-    good_links = validate.split(checked["links"])[0] if "links" in checked else None
-    with timed(log, "resolve_and_pseudonymise") as facts:
-        keyed = keyed_events(validate.split(all_events)[0], good_links, key) \
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        n_keyed = keyed.count()
-        facts.update(events=n_keyed)
-    all_events.unpersist()
-    good_events = sum(read[p] - bad[p] for p in platforms)
-    counts = quality.Counts(read, bad, duplicates=good_events - n_keyed)
+                                           QUARANTINE, staging.path(QUARANTINE),
+                                           _files(sum(bad.values())))
+    good = validate.split(all_events)[0]
+    with timed(log, "resolve_identities") as facts:
+        links = validate.split(checked["links"])[0] if "links" in checked else \
+            spark.createDataFrame([], LINKS_RAW.as_spark_schema())
+        persons = unify.build_persons(good, links, key).persist(StorageLevel.MEMORY_AND_DISK)
+        facts.update(accounts=persons.count())
     catalog = validate.split(checked["catalog"])[0]
-    with timed(log, "write_items_users"):
-        out[ITEMS.name] = write_table(unify.build_items(catalog), ITEMS, staging.path(ITEMS), 0)
-        out[USERS.name] = write_table(unify.build_users(keyed), USERS, staging.path(USERS),
-                                      n_keyed)
+    out[ITEMS.name] = write_table(unify.build_items(catalog), ITEMS, staging.path(ITEMS))
+    good_events = sum(read[p] - bad[p] for p in platforms)
+    observed = Observation("events")
     with timed(log, "write_events"):
-        out[EVENTS.name] = write_table(
-            unify.build_events(keyed, out[USERS.name], out[ITEMS.name]), EVENTS,
-            staging.path(EVENTS), n_keyed)
-    keyed.unpersist()
-    with timed(log, "write_interactions"):
-        out[INTERACTIONS.name] = write_table(unify.build_interactions(out[EVENTS.name]),
-                                             INTERACTIONS, staging.path(INTERACTIONS), n_keyed)
-    return staging, out, counts
+        events = unify.build_events(good, persons, out[ITEMS.name], facts["accounts"],
+                                    _files(good_events), observed)
+        out[EVENTS.name] = write_table(events, EVENTS, staging.path(EVENTS), laid_out=True)
+    all_events.unpersist()
+    with timed(log, "write_users_interactions"):
+        out[USERS.name] = write_table(unify.build_users(out[EVENTS.name], persons), USERS,
+                                      staging.path(USERS), _files(facts["accounts"]))
+        out[INTERACTIONS.name] = write_table(
+            unify.build_interactions(out[EVENTS.name], _files(good_events)), INTERACTIONS,
+            staging.path(INTERACTIONS), laid_out=True)
+    persons.unpersist()
+    return staging, out, quality.Counts(read, bad, joined=observed.get[unify.EVENTS_IN])
 
 
 def _count(events: DataFrame, others: dict[str, DataFrame]) -> tuple[dict[str, int], dict[str, int]]:
@@ -186,7 +190,7 @@ def gate(spark: SparkSession, lake: Lake, staging: Staging, tables: dict[str, Da
     domains = sorted(r[0] for r in tables[ITEMS.name].select(C.DOMAIN).distinct().collect())
     profiles = quality.profiles(tables, domains)
     results = quality.run_checks(profiles, counts, sources.quality, domains)
-    write_table(quality.as_table(spark, run_id, results), QUALITY, staging.path(QUALITY), 0)
+    write_table(quality.as_table(spark, run_id, results), QUALITY, staging.path(QUALITY))
     failed = [r for r in results if not r.passed]
     if failed:
         lake.mark_failed(staging, {"failed": [asdict(r) for r in failed]})
@@ -212,8 +216,9 @@ def run(spark: SparkSession, cfg: IngestConfig) -> Manifest:
     run_id = staging.version.split("_", 1)[1]
     with timed(log, "quality_gate"):
         rows = gate(spark, lake, staging, tables, counts, sources, run_id)
+    duplicates = counts.joined - rows[EVENTS.name]
     manifest = lake.commit(staging, run_id, {name: {"rows": n} for name, n in rows.items()}, extra={
-        "read": counts.read, "quarantined": counts.quarantined, "duplicates": counts.duplicates})
+        "read": counts.read, "quarantined": counts.quarantined, "duplicates": duplicates})
     event(log, "published", dataset=UNIFIED, run_date=cfg.run_date, version=manifest.version,
           rows=rows)
     return manifest

@@ -19,11 +19,11 @@ from crossrec.schemas.table import Table
 
 @dataclass(frozen=True)
 class Counts:
-    """Row counts gathered while the job ran, per source."""
+    """Row counts gathered while the job ran."""
 
-    read: dict[str, int]          # rows read (each physical row once)
-    quarantined: dict[str, int]   # rows rejected
-    duplicates: int               # valid events dropped as exact duplicates
+    read: dict[str, int]          # rows read per source (each physical row once)
+    quarantined: dict[str, int]   # rows rejected per source
+    joined: int                   # valid events after the identity join, before de-duplication
 
     @property
     def good_events(self) -> int:
@@ -105,8 +105,11 @@ def run_checks(p: dict[str, dict], counts: Counts, quality: QualitySpec,
     out = [
         _eq("rows_conserved:quarantine", int(p[QUARANTINE.name]["rows"]), bad,
             "quarantine table vs rows rejected"),
-        _eq("rows_conserved:events", n_events + counts.duplicates, counts.good_events,
-            f"events + {counts.duplicates} exact duplicates vs valid rows read"),
+        _eq("rows_conserved:identity_join", counts.joined, counts.good_events,
+            "events after the person/item joins vs valid rows read"),
+        CheckResult("rows_conserved:dedup", 0 <= counts.joined - n_events <= counts.joined,
+                    float(counts.joined - n_events), ">= 0",
+                    "exact duplicates dropped (joined events - events)"),
         _eq("rows_conserved:interactions", int(p[INTERACTIONS.name]["sum:n_events"] or 0),
             n_events, "sum(n_events) vs events"),
         _eq("rows_conserved:users", int(p[USERS.name]["sum:n_events"] or 0), n_events,

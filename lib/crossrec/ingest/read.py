@@ -124,8 +124,7 @@ def _field_count(raw: Column, delimiter: str) -> tuple[Column, Column]:
 
 def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[str], header: list[str]) -> DataFrame:
     header_line = spec.delimiter.join(header)
-    lines = _text_lines(spark, files).where(
-        F.regexp_replace(C.RAW, '"', "") != F.lit(header_line))
+    lines = _text_lines(spark, files).where(F.replace(C.RAW, F.lit('"'), F.lit("")) != header_line)
     n_fields, unbalanced = _field_count(F.col(C.RAW), spec.delimiter)
     ddl = ", ".join(f"`c{i}` STRING" for i in range(len(header)))
     parsed = F.from_csv(C.RAW, ddl, {"sep": spec.delimiter, "quote": '"', "escape": '"',

@@ -39,10 +39,12 @@ def parse_ts(raw: Column, kind: str) -> Column:
     """A timestamp from its string form: ISO-8601 (with zone; no zone means UTC) or epoch s/ms."""
     if kind == "iso8601":
         return F.try_to_timestamp(F.trim(raw))
-    seconds = F.trim(raw).try_cast("decimal(20,3)")
-    if kind == "epoch_ms":
-        seconds = F.try_divide(seconds, F.lit(1000))
-    return F.timestamp_micros(F.try_multiply(seconds, F.lit(1_000_000)).try_cast("long"))
+    # doubles, not decimals (BigDecimal per row is slow): epoch micros stay below 2**53 until
+    # the year 2255, so every ms/s input converts exactly
+    number = F.trim(raw).try_cast("double")
+    micros = number * F.lit(1000.0 if kind == "epoch_ms" else 1_000_000.0)
+    in_range = micros.between(-9.2e18, 9.2e18)  # NaN and infinities fail this too
+    return F.when(in_range, F.timestamp_micros(F.round(micros).cast("long")))
 
 
 def _ts_bounds(quality: QualitySpec, run_date: str) -> tuple[Column, Column]:

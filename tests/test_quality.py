@@ -1,0 +1,64 @@
+"""The gate passes consistent tables and catches each planted fault."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from crossrec.config import QualitySpec
+from crossrec.ingest import quality
+from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, QUARANTINE, USERS
+
+T = dt.datetime(2001, 1, 1)
+COUNTS = quality.Counts(read={"catalog": 2, "web": 4}, quarantined={"catalog": 0, "web": 1},
+                        joined=3)
+
+
+def _tables(spark, events_rows=None, inter_rows=None, user_rows=None):
+    items = [(0, "m0", "A", 2000, ["x"], "comedy", "A"), (1, "m1", "B", None, [], "drama", "B")]
+    users = user_rows or [(0, "k0", 1, ["web"], 2, T, T)]
+    events = events_rows or [(0, 0, "k0", 0, "m0", "comedy", "web", "rating", 4.0, 1.0, T),
+                             (0, 1, "k0", 1, "m1", "drama", "web", "rating", 3.0, 1.0, T)]
+    inter = inter_rows or [(0, 0, "k0", "m0", 1.0, 1, T, T, ["web"], 4.0, 4.0, "comedy"),
+                           (0, 1, "k0", "m1", 1.0, 1, T, T, ["web"], 3.0, 3.0, "drama")]
+    quarantine = [("r", "web", "f", "ts", "bad", "raw")]
+    make = lambda rows, t: spark.createDataFrame(rows, t.as_spark_schema())  # noqa: E731
+    return {ITEMS.name: make(items, ITEMS), USERS.name: make(users, USERS),
+            EVENTS.name: make(events, EVENTS), INTERACTIONS.name: make(inter, INTERACTIONS),
+            QUARANTINE.name: make(quarantine, QUARANTINE)}
+
+
+def _failed(spark, counts=COUNTS, spec=QualitySpec(max_quarantine_share=0.5), **tables):
+    domains = ["comedy", "drama"]
+    results = quality.run_checks(quality.profiles(_tables(spark, **tables), domains), counts,
+                                 spec, domains)
+    assert len({r.check for r in results}) == len(results)
+    return sorted(r.check for r in results if not r.passed)
+
+
+def test_consistent_tables_pass(spark):
+    assert _failed(spark) == []
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"counts": quality.Counts({"catalog": 2, "web": 4}, {"web": 2}, joined=3)},
+     ["rows_conserved:identity_join", "rows_conserved:quarantine"]),
+    ({"counts": quality.Counts({"catalog": 2, "web": 4}, {"web": 1}, joined=4)},
+     ["rows_conserved:identity_join"]),
+    ({"spec": QualitySpec(max_quarantine_share=0.1)}, ["quarantine_share"]),
+    ({"spec": QualitySpec(max_quarantine_share=0.5, min_rows_per_domain=2)},
+     ["min_rows:comedy", "min_rows:drama"]),
+])
+def test_count_faults(spark, change, expected):
+    assert _failed(spark, **change) == expected
+
+
+def test_duplicate_key_and_orphan_index_and_lost_events(spark):
+    dup = [(0, 0, "k0", "m0", 1.0, 1, T, T, ["web"], 4.0, 4.0, "comedy")] * 2
+    assert _failed(spark, inter_rows=dup) == ["min_rows:drama", "unique_key:interactions"]
+    orphan = [(0, 0, "k0", 0, "m0", "comedy", "web", "rating", 4.0, 1.0, T),
+              (3, 0, "k9", 5, "m1", "drama", "web", "rating", 3.0, 1.0, T)]
+    assert _failed(spark, events_rows=orphan) == ["referential:events.item_idx",
+                                                  "referential:events.user_idx"]
+    sparse = [(0, "k0", 1, ["web"], 1, T, T), (2, "k2", 1, ["web"], 1, T, T)]
+    assert _failed(spark, user_rows=sparse) == ["dense_index:users.user_idx"]
