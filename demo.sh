@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-DEMO_DIR="data/demo"
+DEMO_DIR="${CROSSREC_DEMO_DIR:-data/demo}"  # tests point it elsewhere
 RAW="$DEMO_DIR/raw"
 LAKE="$DEMO_DIR/lake"
 RUN_DATE="${RUN_DATE:-$(date -u +%F)}"
@@ -62,8 +62,8 @@ main() {
     done
 
     printf '\nDemo outputs (run date %s):\n' "$RUN_DATE"
-    printf '  raw platform logs: %s\n' "$PWD/$RAW"
-    printf '  lake:              %s\n' "$PWD/$LAKE"
+    printf '  raw platform logs: %s\n' "$(realpath -m "$RAW")"
+    printf '  lake:              %s\n' "$(realpath -m "$LAKE")"
     if [[ -d "$LAKE" ]]; then
         find "$LAKE" -mindepth 1 -maxdepth 2 -not -name '.*' -not -name '_*' | sort | sed "s|^$LAKE/|    |"
     fi

@@ -17,7 +17,8 @@ import sys
 
 from crossrec.errors import ConfigError, InputError, QualityGateError
 from crossrec.ingest.pipeline import IngestConfig, run
-from crossrec.lake import check_run_date
+from crossrec.lake import Lake, check_run_date
+from crossrec.schemas.lake import PUBLISHED
 from crossrec.session import get_session
 
 log = logging.getLogger("crossrec.ingest")
@@ -50,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except QualityGateError as e:
         log.error("%s", e)
         return 3
-    summary = {"published": f"{cfg.lake}/{manifest.dataset}/run_date={manifest.run_date}",
-               "version": manifest.version, "run_id": manifest.run_id,
-               "tables": {k: v["rows"] for k, v in manifest.tables.items()}, **manifest.extra}
+    lake = Lake.open(cfg.lake, spark)
+    summary = {"run_date": manifest.run_date, "version": manifest.version,
+               "run_id": manifest.run_id, **manifest.extra,
+               "tables": {t.name: {"rows": manifest.tables[t.name]["rows"],
+                                   "path": lake.path(t, manifest.run_date)} for t in PUBLISHED}}
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 

@@ -32,3 +32,12 @@ def test_select_projects_and_names_missing_columns(spark):
     with pytest.raises(ValueError, match="lacks columns"):
         INTERACTIONS.select(df)
     assert "| `user_idx` | int | no |" in INTERACTIONS.markdown()
+
+
+def test_docs_tables_md_is_current():
+    from pathlib import Path
+
+    from crossrec.schemas.docs import render
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "tables.md"
+    assert path.read_text() == render(), "run: python -m crossrec.schemas.docs > docs/tables.md"

@@ -1,0 +1,21 @@
+"""Render docs/tables.md from the declarations: ``python -m crossrec.schemas.docs > docs/tables.md``."""
+from __future__ import annotations
+
+import sys
+
+from .lake import CATALOG_RAW, LINKS_RAW, PUBLISHED
+
+
+def render() -> str:
+    head = ("# crossrec tables\n\nGenerated from `schemas/` by `python -m crossrec.schemas.docs`; "
+            "do not edit by hand (a test checks it is current).\n")
+    published = "\n\n".join(t.markdown() + (f"\n\nPartitioned by: {', '.join(t.partition_by)}."
+                                            if t.partition_by else "")
+                            for t in PUBLISHED)
+    raw = "\n\n".join(t.markdown() for t in (CATALOG_RAW, LINKS_RAW))
+    return (f"{head}\n## Published by ingest (dataset `unified`)\n\n{published}\n\n"
+            f"## Raw inputs (logical columns; physical names come from the sources file)\n\n{raw}\n")
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

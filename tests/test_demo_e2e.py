@@ -1,0 +1,48 @@
+"""README command 1 end to end: ./demo.sh on the real MovieLens-1M data, in local mode."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from crossrec.lake import Lake
+from crossrec.schemas import columns as C
+from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, QUARANTINE, USERS
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_DATE = "2026-11-23"
+
+
+@pytest.mark.slow
+def test_demo_runs_ingest_on_movielens(tmp_path):
+    env = {**os.environ, "CROSSREC_DEMO_DIR": str(tmp_path / "demo"), "RUN_DATE": RUN_DATE}
+    env.pop("CROSSREC_ID_KEY", None)  # the demo uses the development key by itself
+    done = subprocess.run(["bash", "demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"lake:              {tmp_path / 'demo' / 'lake'}" in done.stdout
+
+    # the ratings in the real files, counted independently of crossrec
+    ml = ROOT / "data" / "cache"
+    inter = next(ml.rglob("ml-1m.inter"))
+    ratings = sum(1 for _ in inter.open("rb")) - 1
+    items = sum(1 for _ in next(ml.rglob("ml-1m.item")).open("rb")) - 1
+    people = len({line.split(b"\t", 1)[0] for line in inter.open("rb")}) - 1
+
+    lake = Lake.open(str(tmp_path / "demo" / "lake"))
+    manifest = lake.manifest("unified", RUN_DATE)
+    assert manifest is not None
+    rows = {name: facts["rows"] for name, facts in manifest.tables.items()}
+    assert rows[EVENTS.name] + rows[QUARANTINE.name] + manifest.extra["duplicates"] == ratings
+    assert rows[ITEMS.name] == items
+    # linked people merge into one user; unlinked ones stay one user per platform account
+    assert people <= rows[USERS.name] <= 3 * people
+    users = pq.read_table(lake.path(USERS, RUN_DATE)).to_pandas()
+    assert users[C.N_EVENTS].sum() == rows[EVENTS.name]
+    assert (users[C.N_ACCOUNTS] > 1).sum() >= 0.7 * people  # 80 % of people are linked
+    domains = pq.read_table(lake.path(INTERACTIONS, RUN_DATE),
+                            columns=[C.DOMAIN]).column(C.DOMAIN).unique().to_pylist()
+    assert sorted(domains) == ["comedy", "drama", "other"]
