@@ -79,19 +79,27 @@ def check_all(parsed: dict[str, Parsed], sources: Sources, run_date: str) -> dic
 
 
 def rejected_rows(checked: dict[str, DataFrame], parsed: dict[str, Parsed], sources: Sources,
-                  key: bytes, run_id: str) -> DataFrame:
-    """The quarantine table: every rejected row of every source, account ids redacted."""
+                  key: bytes, run_id: str, bad: dict[str, int]) -> DataFrame:
+    """The quarantine table: every rejected row of every source, account ids redacted.
+
+    ``bad``: rows rejected per source, as counted by ``_count``. A source with none is left
+    out, so its rows are not scanned again only to be filtered away.
+    """
     parts = []
-    for spec in [sources.catalog, *([sources.links] if sources.links else []), *sources.platforms]:
-        bad = validate.split(checked[spec.name])[1]
+    specs = [sources.catalog, *([sources.links] if sources.links else []), *sources.platforms]
+    for spec in (s for s in specs if bad.get(s.name, 0) > 0):
+        rejected = validate.split(checked[spec.name])[1]
         if spec.name == "links":
             pairs = [(F.col(C.PLATFORM_A), C.ACCOUNT_A), (F.col(C.PLATFORM_B), C.ACCOUNT_B)]
         elif spec.name == "catalog":
             pairs = []
         else:
             pairs = [(F.lit(spec.name), C.ACCOUNT)]
-        bad = quarantine.redact(bad, spec, parsed[spec.name].header, key, pairs)
-        parts.append(quarantine.to_quarantine(bad, run_id))
+        rejected = quarantine.redact(rejected, spec, parsed[spec.name].header, key, pairs)
+        parts.append(quarantine.to_quarantine(rejected, run_id))
+    if not parts:  # the declared schema, so the empty table's Parquet schema is as before
+        spark = next(iter(checked.values())).sparkSession
+        return spark.createDataFrame([], QUARANTINE.as_spark_schema())
     return reduce(DataFrame.unionByName, parts)
 
 
@@ -141,8 +149,8 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, stor
         read, bad = _count(all_events, status)
         facts.update(rows_read=read, rows_quarantined=bad)
     with timed(log, "write_quarantine"):
-        out[QUARANTINE.name] = write_table(rejected_rows(checked, parsed, sources, key, run_id),
-                                           QUARANTINE, staging.path(QUARANTINE),
+        rejected = rejected_rows(checked, parsed, sources, key, run_id, bad)
+        out[QUARANTINE.name] = write_table(rejected, QUARANTINE, staging.path(QUARANTINE),
                                            _files(sum(bad.values())))
     good = validate.split(all_events)[0]
     with timed(log, "resolve_identities") as facts:
