@@ -66,7 +66,10 @@ def read_all(spark: SparkSession, sources: Sources, store_of: StoreOf) -> dict[s
 
 def check_all(parsed: dict[str, Parsed], sources: Sources, run_date: str) -> dict[str, DataFrame]:
     """Every source with its typed columns and first error per row, by source name."""
-    catalog = validate.check_catalog(parsed[sources.catalog.name].df)
+    # Cached before the platforms' plans are built, so each platform's broadcast of the valid
+    # catalog reads the cache instead of re-running the catalog's parse and duplicate window.
+    catalog = validate.check_catalog(parsed[sources.catalog.name].df) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
     out = {sources.catalog.name: catalog}
     if sources.links is not None:
         out[sources.links.name] = validate.check_links(parsed[sources.links.name].df,
@@ -141,7 +144,6 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, stor
     platforms = [p.name for p in sources.platforms]
     all_events = reduce(DataFrame.unionByName, [slim(checked[p]) for p in platforms]) \
         .withColumn(C.PLATFORM, F.col(C.SOURCE)).persist(StorageLevel.MEMORY_AND_DISK)
-    checked["catalog"] = checked["catalog"].persist(StorageLevel.MEMORY_AND_DISK)
     status = {name: df for name, df in checked.items() if name not in platforms}
     checked.update({p: all_events.where(F.col(C.SOURCE) == p) for p in platforms})  # reuse cache
     out: dict[str, DataFrame] = {}
