@@ -42,7 +42,11 @@ def get_session(app_name: str, master: str | None = None,
         for key, value in (conf or {}).items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
-        spark.sparkContext.setLogLevel(os.environ.get("CROSSREC_SPARK_LOG_LEVEL", "WARN"))
+        level = os.environ.get("CROSSREC_SPARK_LOG_LEVEL", "WARN").upper()
+        # Spark 4 ignores a level equal to the root logger's (INFO) even when the console shows
+        # only WARN; stepping through another level makes every requested level take effect.
+        spark.sparkContext.setLogLevel("ERROR" if level != "ERROR" else "WARN")
+        spark.sparkContext.setLogLevel(level)
     user_set = spark.sparkContext.getConf()
     local = spark.sparkContext.master.startswith("local")
     for key, value in {**SQL_DEFAULTS, **(LOCAL_SQL_DEFAULTS if local else {})}.items():
