@@ -30,7 +30,10 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 def check_run_date(run_date: str) -> str:
     if not _DATE.match(run_date):
         raise ValueError(f"run date {run_date!r}: expected YYYY-MM-DD")
-    dt.date.fromisoformat(run_date)  # raises on 2026-02-30
+    try:
+        dt.date.fromisoformat(run_date)
+    except ValueError as e:  # 2026-02-30
+        raise ValueError(f"run date {run_date!r}: {e} (expected a real date, YYYY-MM-DD)") from None
     return run_date
 
 

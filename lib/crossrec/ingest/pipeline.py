@@ -148,7 +148,7 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, stor
     checked.update({p: all_events.where(F.col(C.SOURCE) == p) for p in platforms})  # reuse cache
     out: dict[str, DataFrame] = {}
     with timed(log, "read_and_check", run_id=run_id) as facts:
-        read, bad = _count(all_events, status)
+        read, bad = _count(all_events, status, [*status, *platforms])
         facts.update(rows_read=read, rows_quarantined=bad)
     with timed(log, "write_quarantine"):
         rejected = rejected_rows(checked, parsed, sources, key, run_id, bad)
@@ -179,10 +179,11 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, stor
     return staging, out, quality.Counts(read, bad, joined=observed.get[unify.EVENTS_IN])
 
 
-def _count(events: DataFrame, others: dict[str, DataFrame]) -> tuple[dict[str, int], dict[str, int]]:
-    """(rows read, rows rejected) per source."""
-    read: dict[str, int] = {}
-    bad: dict[str, int] = {}
+def _count(events: DataFrame, others: dict[str, DataFrame],
+           names: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """(rows read, rows rejected) per source; a source whose files hold no rows counts 0."""
+    read: dict[str, int] = dict.fromkeys(names, 0)
+    bad: dict[str, int] = dict.fromkeys(names, 0)
     for df in [events, *others.values()]:
         for row in df.groupBy(C.SOURCE).agg(
                 F.count(F.lit(1)).alias("n"),
