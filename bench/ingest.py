@@ -69,7 +69,7 @@ def bare_pass(spark, sources_path: Path, run_date: str) -> tuple[float, int]:
     start = time.perf_counter()
     frames = []
     for spec in sources.platforms:
-        files = input_files(LocalStore(), spec)
+        files = [f.path for f in input_files(LocalStore(), spec)]
         item = spec.columns["item_id"]
         if spec.format == "parquet":
             df = spark.read.parquet(*files)

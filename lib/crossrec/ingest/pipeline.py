@@ -47,10 +47,9 @@ class IngestConfig:
     dev_key: bool = False  # use the fixed development key (demo/local only)
 
 
-def run_id_for(sources: Sources, run_date: str, parsed: dict[str, Parsed], store_of: StoreOf) -> str:
+def run_id_for(sources: Sources, run_date: str, parsed: dict[str, Parsed]) -> str:
     """Same inputs (path, size, mtime), config, date and code version -> same run id."""
-    files = [(f.path, f.size, f.mtime_ms) for p in parsed.values() for path in p.files
-             for f in store_of(path).list_files(path)]
+    files = [(f.path, f.size, f.mtime_ms) for p in parsed.values() for f in p.files]
     blob = json.dumps([crossrec.__version__, run_date, asdict(sources), files], sort_keys=True)
     return f"{run_date.replace('-', '')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
@@ -138,7 +137,7 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, stor
           lake: Lake) -> tuple[Staging, dict[str, DataFrame], quality.Counts]:
     """Read, check, unify and write every table into a new staging version."""
     parsed = read_all(spark, sources, store_of)
-    run_id = run_id_for(sources, run_date, parsed, store_of)
+    run_id = run_id_for(sources, run_date, parsed)
     staging = lake.stage(UNIFIED, run_date, run_id)
     checked = check_all(parsed, sources, run_date)
     platforms = [p.name for p in sources.platforms]

@@ -44,19 +44,17 @@ def redact(df: DataFrame, spec: SourceSpec, header: list[str] | None, key: bytes
         physical = spec.columns[logical]
         if spec.format == "csv":
             pos = header.index(physical)
-            guess = F.regexp_replace(F.get(_csv_fields(F.col(C.RAW), spec.delimiter), pos), '"', "")
-        else:
-            guess = _json_value(F.col(C.RAW), physical)
-        df = df.withColumn(_GUESS, F.concat_ws(":", platform, F.coalesce(F.col(logical), guess)))
-        df = account_token(df, _GUESS, _TOKEN, key)
-        has = F.coalesce(F.col(logical), guess).isNotNull()
-        if spec.format == "csv":
             fields = _csv_fields(F.col(C.RAW), spec.delimiter)
+            guess = F.regexp_replace(F.get(fields, pos), '"', "")
             redacted = F.array_join(F.transform(
                 fields, lambda x, i: F.when(i == pos, F.col(_TOKEN)).otherwise(x)), spec.delimiter)
         else:
+            guess = _json_value(F.col(C.RAW), physical)
             redacted = _json_redact(F.col(C.RAW), physical, F.col(_TOKEN))
-        df = df.withColumn(C.RAW, F.when(has, redacted).otherwise(F.col(C.RAW)))
+        account = F.coalesce(F.col(logical), guess)
+        df = account_token(df.withColumn(_GUESS, F.concat_ws(":", platform, account)),
+                           _GUESS, _TOKEN, key)
+        df = df.withColumn(C.RAW, F.when(account.isNotNull(), redacted).otherwise(F.col(C.RAW)))
     return df.drop(_TOKEN, _GUESS)
 
 

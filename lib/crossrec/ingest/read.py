@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 from crossrec.config import SourceSpec
 from crossrec.errors import InputError
 from crossrec.schemas import columns as C
-from crossrec.store import Store
+from crossrec.store import FileInfo, Store
 
 ERR_FIELD = "_err_field"    # internal: the field that failed first, or null
 ERR_REASON = "_err_reason"  # internal: why
@@ -25,9 +25,9 @@ WHOLE_ROW = "*"
 _CORRUPT = "_corrupt"
 
 
-def input_files(store: Store, spec: SourceSpec) -> list[str]:
+def input_files(store: Store, spec: SourceSpec) -> list[FileInfo]:
     """Data files of a source, sorted; names starting with '_' or '.' (markers, CRCs) are skipped."""
-    files = [f.path for f in store.list_files(spec.path)
+    files = [f for f in store.list_files(spec.path)
              if not f.path.rsplit("/", 1)[-1].startswith(("_", "."))]
     if not files:
         raise InputError(f"source {spec.name!r}: no input files under {spec.path}")
@@ -39,7 +39,7 @@ class Parsed:
     """A source's rows (see :func:`read_source`) and, for CSV, its header (column order)."""
 
     df: DataFrame
-    files: list[str]
+    files: list[FileInfo]  # listed once: their sizes and times also fingerprint the run
     header: list[str] | None
 
 
@@ -48,13 +48,14 @@ def read_source(spark: SparkSession, store: Store, spec: SourceSpec, logical: li
 
     ``logical`` fields absent from the source's column map come out as null strings.
     """
-    files = input_files(store, spec)
+    infos = input_files(store, spec)
+    files = [f.path for f in infos]
     header = _csv_header(store, spec, files) if spec.format == "csv" else None
     if spec.format == "csv":
         df = _read_csv(spark, spec, files, header)
     else:
         df = (_read_jsonl if spec.format == "jsonl" else _read_parquet)(spark, spec, files)
-    return Parsed(_project(df, spec, logical), files, header)
+    return Parsed(_project(df, spec, logical), infos, header)
 
 
 def _project(df: DataFrame, spec: SourceSpec, logical: list[str]) -> DataFrame:
