@@ -25,6 +25,19 @@ VALUE_LAST = "value_last"
 VALUE_MAX = "value_max"
 N_ACCOUNTS = "n_accounts"
 
+# training: examples, domains, item vectors
+DOMAIN_IDX = "domain_idx"    # dense index of a domain, by domain name order
+SPLIT = "split"              # "train" or "valid"
+HIST_ITEM = "hist_item"      # item_idx of the user's events strictly before the target, newest first
+HIST_DOMAIN = "hist_domain"  # their domain_idx
+HIST_AGE = "hist_age"        # their age at the target's time, in days (> 0)
+HIST_VALUE = "hist_value"    # their value (0 where the event has none)
+HIST_MASK = "hist_mask"      # not a column: the feed's [B, L] bool mask of real history slots
+N_ITEMS = "n_items"
+N_TARGETS = "n_targets"
+VECTOR = "vector"            # an embedding
+ENCODER = "encoder"          # the text encoder's name or path
+
 # catalog
 TITLE = "title"
 YEAR = "year"

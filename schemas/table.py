@@ -20,6 +20,7 @@ _ARROW: dict[str, pa.DataType] = {
     "binary": pa.binary(),
     "array<string>": pa.list_(pa.string()),
     "array<float>": pa.list_(pa.float32()),
+    "array<int>": pa.list_(pa.int32()),
 }
 
 
