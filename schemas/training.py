@@ -57,3 +57,5 @@ EXAMPLES = Table(
 )
 
 PUBLISHED_EXAMPLES = (DOMAINS, EXAMPLES)
+
+MODEL = "model"  # dataset of jobs/train.py: artifact files (weights.safetensors, model.json), no tables

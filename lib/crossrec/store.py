@@ -72,6 +72,14 @@ class Store(ABC):
     def head(self, url: str) -> str:
         """The first line of a text file, without its line end."""
 
+    @abstractmethod
+    def put_file(self, local: str | Path, url: str) -> None:
+        """Copy a local file to ``url`` (model artifacts: binary)."""
+
+    @abstractmethod
+    def get_file(self, url: str, local: str | Path) -> None:
+        """Copy ``url`` to a local file."""
+
 
 def _local(url: str) -> Path:
     return Path(urlparse(url).path) if url.startswith("file:") else Path(url)
@@ -123,6 +131,14 @@ class LocalStore(Store):
             shutil.rmtree(path, ignore_errors=True)
         elif path.exists():
             path.unlink()
+
+    def put_file(self, local: str | Path, url: str) -> None:
+        dest = _local(url)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, dest)
+
+    def get_file(self, url: str, local: str | Path) -> None:
+        shutil.copyfile(_local(url), local)
 
 
 class HadoopStore(Store):
@@ -197,3 +213,12 @@ class HadoopStore(Store):
     def delete(self, url: str) -> None:
         fs, path = self._fs(url)
         fs.delete(path, True)
+
+    def put_file(self, local: str | Path, url: str) -> None:
+        fs, path = self._fs(url)
+        src = self._jvm.org.apache.hadoop.fs.Path(Path(local).resolve().as_uri())
+        fs.copyFromLocalFile(False, True, src, path)
+
+    def get_file(self, url: str, local: str | Path) -> None:
+        fs, path = self._fs(url)
+        fs.copyToLocalFile(False, path, self._jvm.org.apache.hadoop.fs.Path(Path(local).resolve().as_uri()), True)
