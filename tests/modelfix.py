@@ -40,5 +40,5 @@ def planted_batch(n: int, seed: int, length: int = 3) -> dict[str, Tensor]:
             C.HIST_MASK: mask}
 
 
-def planted_batches(epoch: int, start: int = 0, n_batches: int = 6, size: int = 32) -> list[dict[str, Tensor]]:
+def planted_batches(epoch: int, start: int = 0, n_batches: int = 20, size: int = 32) -> list[dict[str, Tensor]]:
     return [planted_batch(size, seed=1000 * epoch + b) for b in range(start, n_batches)]
