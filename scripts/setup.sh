@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Idempotent environment setup: checks Python >= 3.11 and Java >= 17, creates .venv in the repo
-# root, installs requirements.txt and crossrec (editable). A stamp (hash of requirements.txt,
-# setup.py and the venv's Python) makes a repeated run skip pip and finish in about a second.
+# root, installs requirements.txt and crossrec (editable), then Horovod (scripts/build_horovod.sh:
+# a from-source build of minutes the first time, a cached wheel after). Stamps (hash of
+# requirements.txt, setup.py and the venv's Python; for Horovod also build_horovod.sh) make a
+# repeated run skip pip and the build and finish in about a second.
 #
 #   bash scripts/setup.sh            # PYTHON=/path/to/python3.11 to choose the interpreter
 #   CROSSREC_SETUP_FORCE=1 bash scripts/setup.sh   # redo the pip work even if the stamp matches
+#   CROSSREC_SKIP_HOROVOD=1 bash scripts/setup.sh  # leave Horovod out (its tests then skip)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 STAMP="$VENV/.crossrec-setup-stamp"
+HVD_STAMP="$VENV/.crossrec-horovod-stamp"
 MIN_PY="3.11"
 MIN_JAVA=17
 
@@ -77,10 +81,22 @@ main() {
 
     local want
     want="$(stamp_value)"
-    if [[ "${CROSSREC_SETUP_FORCE:-0}" != 1 && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
-        return 0  # fast path: nothing to do, print nothing
+    # 'if', not '||': set -e is off inside a function called on the left of || or &&.
+    if ! stamp_matches "$STAMP" "$want"; then
+        install_requirements "$created" "$want"
     fi
+    if [[ "${CROSSREC_SKIP_HOROVOD:-0}" != 1 ]]; then
+        install_horovod "$want"
+    fi
+}
 
+# Fast path of a repeated run: the stamp says the work is done; print nothing.
+stamp_matches() {
+    [[ "${CROSSREC_SETUP_FORCE:-0}" != 1 && -f "$1" && "$(cat "$1")" == "$2" ]]
+}
+
+install_requirements() {
+    local created="$1" want="$2"
     rm -f "$STAMP"
     say "installing requirements into $VENV (a first run can take several minutes)"
     local pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
@@ -97,6 +113,17 @@ main() {
         || die "crossrec or pyspark does not import from $VENV after install"
     printf '%s\n' "$want" >"$STAMP"
     say "environment ready: $VENV"
+}
+
+# Horovod is built against the installed torch, so its stamp includes the requirements stamp.
+install_horovod() {
+    local want
+    want="$(printf '%s\n' "$1" | cat - "$ROOT/scripts/build_horovod.sh" | sha256sum | cut -d' ' -f1)"
+    stamp_matches "$HVD_STAMP" "$want" && return 0
+    rm -f "$HVD_STAMP"
+    CROSSREC_VENV="$VENV" bash "$ROOT/scripts/build_horovod.sh" \
+        || die "installing Horovod failed (see above); CROSSREC_SKIP_HOROVOD=1 sets up without it"
+    printf '%s\n' "$want" >"$HVD_STAMP"
 }
 
 # One setup at a time (test.sh and demo.sh may start together on a fresh clone).
