@@ -1,0 +1,164 @@
+"""Embed items: each catalog item's text -> an L2-normalised vector, once per catalog version.
+
+    ./spark-submit.sh embed_items --lake data/demo/lake --run-date 2026-11-23 \\
+        [--encoder all-MiniLM-L6-v2 | hash:256 | /path/to/model-dir] [--batch-size 256] [--force]
+
+Reads the unified ``items`` table ingest published for the run date and publishes
+``item_vectors`` (schemas/training.py) for that date. The encoding runs on executors
+(``mapInArrow``), each Python worker loading the model once.
+
+Once per catalog version: the catalog's content is fingerprinted in Spark over every row's
+(item_idx, item_id, domain, text) — not ingest's run id, which changes daily though the catalog
+rarely does. If the latest item_text published on or before the run date has the same
+fingerprint and the same encoder (name and a digest of its model files), nothing is encoded:
+the job exits 0 with ``"skipped": true`` and the path of the vectors that still apply
+(``crossrec.text.published_vectors`` finds them for any date). ``--force`` re-embeds anyway.
+
+Exit status: 0 published or skipped, 2 bad arguments, encoder or input.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from crossrec.errors import ConfigError, InputError
+from crossrec.lake import Lake, Manifest, check_run_date
+from crossrec.logs import event, timed
+from crossrec.schemas import columns as C
+from crossrec.schemas.lake import ITEMS, UNIFIED
+from crossrec.schemas.training import ITEM_TEXT, ITEM_VECTORS
+from crossrec.session import get_session
+from crossrec.text import (DEFAULT_ENCODER, EncoderSpec, catalog_facts, embed_items,
+                           published_vectors)
+
+log = logging.getLogger("crossrec.embed_items")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """What one run needs (parsed from the command line)."""
+
+    lake: str                        # lake root URL
+    run_date: str                    # YYYY-MM-DD: the unified catalog to embed, the date to publish
+    encoder: str = DEFAULT_ENCODER   # see crossrec.text.TextEncoder.create
+    batch_size: int = 256            # texts per encode call (one forward pass)
+    force: bool = False              # re-embed even if the catalog and encoder are unchanged
+
+
+def parse_args(argv: list[str] | None) -> EmbedConfig:
+    p = argparse.ArgumentParser(prog="embed_items", description=__doc__.split("\n\n")[0])
+    p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
+    p.add_argument("--run-date", required=True, help="unified catalog to embed, YYYY-MM-DD")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER,
+                   help=f"{DEFAULT_ENCODER} (default), hash:<dim>, or a local model directory")
+    p.add_argument("--batch-size", type=int, default=256, help="texts per encode call")
+    p.add_argument("--force", action="store_true", help="re-embed an unchanged catalog")
+    a = p.parse_args(argv)
+    try:
+        check_run_date(a.run_date)
+    except ValueError as e:
+        p.error(str(e))
+    if a.batch_size < 1:
+        p.error(f"--batch-size {a.batch_size}: expected a positive integer")
+    return EmbedConfig(a.lake, a.run_date, a.encoder, a.batch_size, a.force)
+
+
+def check_catalog(facts: dict[str, Any], where: str) -> None:
+    if facts["rows"] == 0:
+        raise InputError(f"{where}: the items table is empty; nothing to embed")
+    if facts["null_text"]:
+        raise InputError(f"{where}: field {C.TEXT!r} is null for {facts['null_text']} items")
+    if facts["distinct_idx"] != facts["rows"]:
+        raise InputError(f"{where}: field {C.ITEM_IDX!r} is not unique "
+                         f"({facts['distinct_idx']} values for {facts['rows']} items)")
+
+
+def unchanged(prior: Manifest | None, fingerprint: str, spec: EncoderSpec, digest: str) -> bool:
+    if prior is None:
+        return False
+    x = prior.extra
+    return (x.get("catalog", {}).get("fingerprint") == fingerprint and x.get("encoder") == spec.name
+            and x.get("encoder_digest") == digest)
+
+
+def describe(lake: Lake, m: Manifest, skipped: bool, run_date: str) -> dict[str, Any]:
+    """The JSON summary of the publication ``m`` that holds the vectors for ``run_date``."""
+    return {"skipped": skipped, "run_date": run_date, "published_run_date": m.run_date,
+            "version": m.version, "run_id": m.run_id,
+            "rows": m.tables[ITEM_VECTORS.name]["rows"], "path": lake.path(ITEM_VECTORS, m.run_date),
+            "encoder": m.extra["encoder"], "dim": m.extra["dim"], "catalog": m.extra["catalog"]}
+
+
+def run(spark: Any, cfg: EmbedConfig, spec: EncoderSpec) -> dict[str, Any]:
+    """Embed and publish (or skip); returns the summary."""
+    lake = Lake.open(cfg.lake, spark)
+    unified = lake.manifest(UNIFIED, cfg.run_date)
+    if unified is None:
+        raise InputError(f"{lake.root}: no published {UNIFIED!r} dataset for {cfg.run_date} "
+                         f"(run ingest for that date first)")
+    items = lake.read(spark, ITEMS, cfg.run_date)
+    with timed(log, "fingerprint_catalog") as facts:
+        catalog = catalog_facts(items)
+        facts.update(rows=catalog["rows"], fingerprint=catalog["fingerprint"])
+    check_catalog(catalog, lake.path(ITEMS, cfg.run_date))
+    digest = spec.digest()
+    prior = published_vectors(lake, cfg.run_date)
+    if not cfg.force and unchanged(prior, catalog["fingerprint"], spec, digest):
+        event(log, "skipped", reason="catalog and encoder unchanged", since=prior.run_date)
+        return describe(lake, prior, True, cfg.run_date)
+    source = {"fingerprint": catalog["fingerprint"], "run_date": unified.run_date,
+              "version": unified.version, "run_id": unified.run_id}
+    run_id = f"{cfg.run_date.replace('-', '')}-" + hashlib.sha256(
+        f"{catalog['fingerprint']}|{spec.name}|{digest}".encode()).hexdigest()[:12]
+    staging = lake.stage(ITEM_TEXT, cfg.run_date, run_id)
+    n_chunks = int(catalog["max_idx"]) // cfg.batch_size + 1
+    partitions = max(1, min(n_chunks, spark.sparkContext.defaultParallelism))
+    with timed(log, "embed", encoder=spec.name, partitions=partitions) as facts:
+        embed_items(items, spec, cfg.batch_size, partitions) \
+            .write.mode("errorifexists").parquet(staging.path(ITEM_VECTORS))
+        rows, dim = _written(spark, staging.path(ITEM_VECTORS), catalog["rows"])
+        facts.update(rows=rows, dim=dim)
+    manifest = lake.commit(staging, run_id, {ITEM_VECTORS.name: {"rows": rows}}, extra={
+        "encoder": spec.name, "encoder_digest": digest, "dim": dim,
+        "batch_size": cfg.batch_size, "catalog": source})
+    event(log, "published", dataset=ITEM_TEXT, run_date=cfg.run_date, version=manifest.version,
+          rows=rows)
+    return describe(lake, manifest, False, cfg.run_date)
+
+
+def _written(spark: Any, path: str, expected: int) -> tuple[int, int]:
+    """(rows, dim) of the staged table; raises if a row went missing or dims disagree."""
+    from pyspark.sql import functions as F
+
+    r = spark.read.schema(ITEM_VECTORS.as_spark_schema()).parquet(path).agg(
+        F.count(F.lit(1)).alias("rows"), F.min(F.size(C.VECTOR)).alias("lo"),
+        F.max(F.size(C.VECTOR)).alias("hi")).collect()[0]
+    if r["rows"] != expected or r["lo"] != r["hi"]:
+        raise RuntimeError(f"{path}: staged {r['rows']} rows of {r['lo']}..{r['hi']} dims for "
+                           f"{expected} items; not published")
+    return int(r["rows"]), int(r["hi"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start = time.perf_counter()
+    try:
+        spec = EncoderSpec.parse(cfg.encoder)  # a bad encoder fails before Spark starts
+        summary = run(get_session("crossrec-embed-items"), cfg, spec)
+    except (ConfigError, InputError) as e:
+        log.error("%s", e)
+        return 2
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
