@@ -54,9 +54,10 @@ def target_flag(min_value: float | None) -> F.Column:
     """True on positives: ``value >= min_value``, or an implicit event (null value) with
     ``weight > 0``; with ``min_value`` None every event with ``weight > 0``."""
     if min_value is None:
-        return F.col(C.WEIGHT) > 0
-    return (F.col(C.VALUE) >= F.lit(float(min_value))) | \
+        return F.coalesce(F.col(C.WEIGHT) > 0, F.lit(False))
+    positive = (F.col(C.VALUE) >= F.lit(float(min_value))) | \
         (F.col(C.VALUE).isNull() & (F.col(C.WEIGHT) > 0))
+    return F.coalesce(positive, F.lit(False))  # null OR false is null: make it false
 
 
 def build_examples(events: DataFrame, domains: DataFrame, max_history: int,
