@@ -22,6 +22,7 @@ and decodes only the row groups whose rows are still needed from batch k on.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 import threading
@@ -140,13 +141,16 @@ class ExampleFeed:
         steps = _plan([p.rows for p in pieces], self.cfg.batch_size, self.cfg.shuffle_buffer,
                       np.random.default_rng([self.cfg.seed, epoch, self.rank, 1]),
                       self.cfg.drop_last)
-        first = next(i for i, s in enumerate(steps)
-                     if s.first_batch + _n_batches(s.emit, self.cfg.batch_size) > start_batch)
-        buffer = self._restore(pieces, steps[:first])
-        todo = [s.piece for s in steps[first:] if s.piece is not None]
+        replay = _Replay(pieces)
+        step = next(steps)
+        while step.first_batch + _n_batches(step.emit, self.cfg.batch_size) <= start_batch:
+            replay.apply(step)  # batches before start_batch: planned, never decoded
+            step = next(steps)
+        buffer = self._restore(pieces, replay)
+        todo = range(len(pieces) if step.piece is None else step.piece, len(pieces))
         loaded = _prefetch(lambda i: self._load(pieces[i]), todo, self.cfg.read_ahead)
         try:
-            for step in steps[first:]:
+            for step in itertools.chain([step], steps):
                 piece = None if step.piece is None else next(loaded)
                 yield from self._emit(buffer, piece, step, start_batch)
                 buffer = _gather(buffer, piece, step.order[step.emit:])
@@ -174,19 +178,12 @@ class ExampleFeed:
                 rows = step.order[j * b:min((j + 1) * b, step.emit)]
                 yield _to_batch(_gather(buffer, piece, rows), self.cfg.max_history)
 
-    def _restore(self, pieces: list[_Piece], done: list[_Step]) -> Arrays:
-        """The buffer as it was after ``done``: replayed on row ids, then only the pieces that
-        still have rows in it are decoded."""
-        starts = np.cumsum([0] + [p.rows for p in pieces])
-        ids = np.zeros(0, dtype=np.int64)
-        for step in done:
-            if step.piece is not None:
-                ids = np.concatenate([ids, np.arange(starts[step.piece], starts[step.piece + 1])])
-            ids = ids[step.order[step.emit:]]
-        owner = np.searchsorted(starts, ids, side="right") - 1
-        buffer = _empty(self.cfg.max_history)
+    def _restore(self, pieces: list[_Piece], replay: "_Replay") -> Arrays:
+        """The buffer the replayed steps left: only pieces with rows in it are decoded."""
+        ids, starts = replay.ids, replay.starts
         if not len(ids):
-            return buffer
+            return _empty(self.cfg.max_history)
+        owner = np.searchsorted(starts, ids, side="right") - 1
         parts, where = [], []
         for i in np.unique(owner):
             rows = np.flatnonzero(owner == i)
@@ -290,17 +287,31 @@ def _to_batch(rows: Arrays, max_history: int) -> Batch:
 
 
 def _plan(sizes: list[int], batch: int, keep: int, rng: np.random.Generator,
-          drop_last: bool) -> list[_Step]:
-    """The shuffle buffer's steps for pieces of ``sizes`` rows; depends on counts only."""
-    steps, held, emitted = [], 0, 0
+          drop_last: bool) -> Iterator[_Step]:
+    """The shuffle buffer's steps for pieces of ``sizes`` rows, one per piece then the flush;
+    they depend on counts only. Lazy: memory stays O(buffer + piece)."""
+    held, emitted = 0, 0
     for i, size in enumerate(sizes):
         emit = max(0, (held + size - keep) // batch) * batch  # keep at least `keep` rows back
         order = _buffer_first(rng.permutation(held + size), held, emit, batch)
-        steps.append(_Step(i, order, emit, emitted))
+        yield _Step(i, order, emit, emitted)
         held, emitted = held + size - emit, emitted + emit // batch
     emit = held - held % batch if drop_last else held
-    steps.append(_Step(None, rng.permutation(held), emit, emitted))
-    return steps
+    yield _Step(None, rng.permutation(held), emit, emitted)
+
+
+class _Replay:
+    """The buffer's rows as ids (positions in this rank's concatenated pieces), step by step."""
+
+    def __init__(self, pieces: list[_Piece]) -> None:
+        self.starts = np.cumsum([0] + [p.rows for p in pieces])
+        self.ids = np.zeros(0, dtype=np.int64)
+
+    def apply(self, step: _Step) -> None:
+        if step.piece is not None:
+            new = np.arange(self.starts[step.piece], self.starts[step.piece + 1])
+            self.ids = np.concatenate([self.ids, new])
+        self.ids = self.ids[step.order[step.emit:]]
 
 
 def _buffer_first(order: np.ndarray, held: int, emit: int, batch: int) -> np.ndarray:
