@@ -42,3 +42,44 @@ def planted_batch(n: int, seed: int, length: int = 3) -> dict[str, Tensor]:
 
 def planted_batches(epoch: int, start: int = 0, n_batches: int = 20, size: int = 32) -> list[dict[str, Tensor]]:
     return [planted_batch(size, seed=1000 * epoch + b) for b in range(start, n_batches)]
+
+
+def write_planted_examples(root, n_train: int = 2048, n_valid: int = 256, files: int = 2,
+                           row_group: int = 256):
+    """The planted problem as an EXAMPLES table on disk (split=train/ and split=valid/ folders)
+    plus an ``inputs.safetensors`` with its text vectors, domains and log-popularity.
+    Returns (train_dir, valid_dir, inputs_path)."""
+    import datetime as dt
+    from pathlib import Path
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors.torch import save_file
+
+    from crossrec.schemas.training import EXAMPLES
+    from crossrec.train.worker import ITEM_DOMAIN, ITEM_LOGQ, TEXT
+
+    root = Path(root)
+    schema = pa.schema([f for f in EXAMPLES.as_arrow_schema() if f.name != C.SPLIT])
+    for split, n, seed in (("train", n_train, 1), ("valid", n_valid, 2)):
+        b = planted_batch(n, seed=seed)
+        mask = b[C.HIST_MASK].numpy()
+        lists = {k: [row[m].tolist() for row, m in zip(b[k].numpy(), mask)]
+                 for k in (C.HIST_ITEM, C.HIST_DOMAIN, C.HIST_AGE, C.HIST_VALUE)}
+        table = pa.table({
+            C.USER_IDX: np.arange(n, dtype=np.int32), C.SEQ: np.ones(n, dtype=np.int32),
+            C.ITEM_IDX: b[C.ITEM_IDX].numpy().astype(np.int32),
+            C.DOMAIN_IDX: b[C.DOMAIN_IDX].numpy().astype(np.int32),
+            C.TS: [dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)] * n, **lists}, schema=schema)
+        out = root / f"split={split}"
+        out.mkdir(parents=True, exist_ok=True)
+        per = -(-n // files)
+        for f in range(files):
+            pq.write_table(table.slice(f * per, per), out / f"part-{f:05d}.parquet", row_group_size=row_group)
+    model = planted_model()
+    counts = np.bincount(b[C.ITEM_IDX].numpy(), minlength=2 * P) + 1.0
+    save_file({TEXT: model.items.text.clone(), ITEM_DOMAIN: model.items.item_domain.clone(),
+               ITEM_LOGQ: torch.from_numpy(np.log(counts / counts.sum()).astype(np.float32))},
+              str(root / "inputs.safetensors"))
+    return str(root / "split=train"), str(root / "split=valid"), str(root / "inputs.safetensors")

@@ -81,7 +81,7 @@ def train_epoch(forward: nn.Module, frozen: list[nn.Parameter], opt: torch.optim
     for batch in batches:
         batch = to_device(batch, dist.device)
         loss, _ = forward(batch)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()  # Horovod's wrapper takes no arguments; torch defaults to set_to_none
         loss.backward()
         dist.step(opt, frozen)
         n = len(batch[next(iter(batch))])
