@@ -120,9 +120,8 @@ def run(spark: Any, cfg: EmbedConfig, spec: EncoderSpec) -> dict[str, Any]:
     n_chunks = int(catalog["max_idx"]) // cfg.batch_size + 1
     partitions = max(1, min(n_chunks, spark.sparkContext.defaultParallelism))
     with timed(log, "embed", encoder=spec.name, partitions=partitions) as facts:
-        embed_items(items, spec, cfg.batch_size, partitions) \
-            .write.mode("errorifexists").parquet(staging.path(ITEM_VECTORS))
-        rows, dim = _written(spark, staging.path(ITEM_VECTORS), catalog["rows"])
+        rows, dim = write_vectors(embed_items(items, spec, cfg.batch_size, partitions),
+                                  staging.path(ITEM_VECTORS), catalog["rows"])
         facts.update(rows=rows, dim=dim)
     manifest = lake.commit(staging, run_id, {ITEM_VECTORS.name: {"rows": rows}}, extra={
         "encoder": spec.name, "encoder_digest": digest, "dim": dim,
@@ -132,13 +131,16 @@ def run(spark: Any, cfg: EmbedConfig, spec: EncoderSpec) -> dict[str, Any]:
     return describe(lake, manifest, False, cfg.run_date)
 
 
-def _written(spark: Any, path: str, expected: int) -> tuple[int, int]:
-    """(rows, dim) of the staged table; raises if a row went missing or dims disagree."""
+def write_vectors(vectors: Any, path: str, expected: int) -> tuple[int, int]:
+    """Write; (rows, dim) observed while writing. Raises if a row went missing or dims differ."""
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    r = spark.read.schema(ITEM_VECTORS.as_spark_schema()).parquet(path).agg(
-        F.count(F.lit(1)).alias("rows"), F.min(F.size(C.VECTOR)).alias("lo"),
-        F.max(F.size(C.VECTOR)).alias("hi")).collect()[0]
+    seen = Observation("item_vectors")
+    vectors.observe(seen, F.count(F.lit(1)).alias("rows"), F.min(F.size(C.VECTOR)).alias("lo"),
+                    F.max(F.size(C.VECTOR)).alias("hi")) \
+        .write.mode("errorifexists").parquet(path)
+    r = seen.get
     if r["rows"] != expected or r["lo"] != r["hi"]:
         raise RuntimeError(f"{path}: staged {r['rows']} rows of {r['lo']}..{r['hi']} dims for "
                            f"{expected} items; not published")

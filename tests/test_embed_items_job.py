@@ -93,3 +93,15 @@ def test_bad_inputs_exit_2(lake, tmp_path, capsys, caplog):
     with pytest.raises(SystemExit) as e:
         embed_items.main(["--lake", lake.root, "--run-date", DAY, "--batch-size", "0"])
     assert e.value.code == 2 and "--batch-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("facts, says", [
+    ({"rows": 0, "null_text": 0, "distinct_idx": 0}, "empty"),
+    ({"rows": 3, "null_text": 1, "distinct_idx": 3}, "'text' is null for 1 items"),
+    ({"rows": 3, "null_text": 0, "distinct_idx": 2}, "'item_idx' is not unique"),
+])
+def test_a_bad_catalog_is_named(facts, says):
+    from crossrec.errors import InputError
+
+    with pytest.raises(InputError, match=f"lake/items: .*{says}"):
+        embed_items.check_catalog(facts, "lake/items")

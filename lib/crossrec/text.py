@@ -272,6 +272,8 @@ def encode_batches(batches: Iterable[pa.RecordBatch], spec: EncoderSpec,
                    batch_size: int) -> Iterator[pa.RecordBatch]:
     """One partition's Arrow batches (sorted by item_idx) -> ``ITEM_VECTORS`` batches."""
     schema = ITEM_VECTORS.as_arrow_schema()
+    if spec.kind != "hash":
+        _task_threads()
     for chunk in chunks(batches, batch_size):
         encoder = cached(spec, batch_size)  # loaded only by a partition that has rows
         vecs = encoder.encode(chunk.column(C.TEXT).to_pylist())
@@ -281,6 +283,23 @@ def encode_batches(batches: Iterable[pa.RecordBatch], spec: EncoderSpec,
             [chunk.column(C.ITEM_IDX).cast(pa.int32()), chunk.column(C.ITEM_ID),
              chunk.column(C.DOMAIN), vector.cast(schema.field(C.VECTOR).type),
              pa.array([encoder.name] * chunk.num_rows, pa.string())], schema=schema)
+
+
+def _task_threads() -> None:
+    """Torch threads = the task's cores (``spark.task.cpus``) unless OMP_NUM_THREADS says.
+
+    Torch defaults to every core of the machine, so N concurrent tasks would run N x cores
+    threads (on local[2]: 4 threads on 2 cores, ~1.7x slower). OMP_NUM_THREADS, which Spark
+    sets from ``spark.executor.cores`` or a user from ``spark.executorEnv``, wins.
+    """
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is None or "OMP_NUM_THREADS" in os.environ:
+        return
+    import torch
+
+    torch.set_num_threads(max(1, int(ctx.cpus())))
 
 
 def chunks(batches: Iterable[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
