@@ -91,7 +91,8 @@ def describe(lake: Lake, m: Manifest, skipped: bool, run_date: str) -> dict[str,
     """The JSON summary of the publication ``m`` that holds the vectors for ``run_date``."""
     return {"skipped": skipped, "run_date": run_date, "published_run_date": m.run_date,
             "version": m.version, "run_id": m.run_id,
-            "rows": m.tables[ITEM_VECTORS.name]["rows"], "path": lake.path(ITEM_VECTORS, m.run_date),
+            "rows": m.tables[ITEM_VECTORS.name]["rows"],
+            "path": lake.path(ITEM_VECTORS, m.run_date),
             "encoder": m.extra["encoder"], "dim": m.extra["dim"], "catalog": m.extra["catalog"]}
 
 
@@ -149,7 +150,8 @@ def write_vectors(vectors: Any, path: str, expected: int) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     try:
         spec = EncoderSpec.parse(cfg.encoder)  # a bad encoder fails before Spark starts

@@ -1,4 +1,4 @@
-"""The embed_items job's main() in process, on a 5-item fixture lake: publish, skip, force, re-embed."""
+"""embed_items main() in process on a 5-item fixture lake: publish, skip, force, re-embed."""
 from __future__ import annotations
 
 import json
@@ -48,9 +48,10 @@ def test_hash_encoder_publish_skip_force_and_a_changed_catalog(spark, lake, caps
     raw = spark.read.parquet(first["path"])
     assertSchemaEqual(raw.schema, ITEM_VECTORS.as_spark_schema())  # as written, no schema given
     rows = published(spark, first)
-    assert [r[C.ITEM_IDX] for r in rows] == list(range(5)) and {r[C.ENCODER] for r in rows} == {"hash:16"}
-    np.testing.assert_allclose([r[C.VECTOR] for r in rows], HashEncoder(16).encode(texts(spark, lake)),
-                               rtol=1e-6)
+    assert [r[C.ITEM_IDX] for r in rows] == list(range(5))
+    assert {r[C.ENCODER] for r in rows} == {"hash:16"}
+    expected = HashEncoder(16).encode(texts(spark, lake))
+    np.testing.assert_allclose([r[C.VECTOR] for r in rows], expected, rtol=1e-6)
     m = lake.manifest(ITEM_TEXT, DAY)
     assert m.extra["encoder"] == "hash:16" and m.extra["dim"] == 16
     assert m.extra["catalog"]["version"] == lake.manifest("unified", DAY).version
@@ -61,7 +62,7 @@ def test_hash_encoder_publish_skip_force_and_a_changed_catalog(spark, lake, caps
     assert not forced["skipped"] and forced["version"] != first["version"]
     assert [r[C.VECTOR] for r in published(spark, forced)] == [r[C.VECTOR] for r in rows]
 
-    # ingest republishes an unchanged catalog the next day: nothing to embed, the vectors of DAY apply
+    # ingest republishes an unchanged catalog the next day: nothing to embed, DAY's vectors apply
     publish_unified(spark, lake.root, "2026-01-02", items=catalog(TITLES), events=[], run_id="d2")
     next_day = run(capsys, lake, "2026-01-02", *hash16)
     assert next_day["skipped"] and next_day["published_run_date"] == DAY
@@ -85,10 +86,12 @@ def test_minilm_vectors_match_the_encoder(spark, lake, capsys):
 
 
 def test_bad_inputs_exit_2(lake, tmp_path, capsys, caplog):
-    assert embed_items.main(["--lake", lake.root, "--run-date", "2026-02-01", "--encoder", "hash:8"]) == 2
+    hash8 = ["--encoder", "hash:8"]
+    assert embed_items.main(["--lake", lake.root, "--run-date", "2026-02-01", *hash8]) == 2
     assert "no published 'unified' dataset for 2026-02-01" in caplog.text
     missing = tmp_path / "no-model"
-    assert embed_items.main(["--lake", lake.root, "--run-date", DAY, "--encoder", str(missing)]) == 2
+    assert embed_items.main(["--lake", lake.root, "--run-date", DAY, "--encoder",
+                             str(missing)]) == 2
     assert str(missing) in caplog.text
     with pytest.raises(SystemExit) as e:
         embed_items.main(["--lake", lake.root, "--run-date", DAY, "--batch-size", "0"])

@@ -1,6 +1,7 @@
 """Text encoders (hash and MiniLM), the factory's errors, chunking and the catalog fingerprint."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import pytest
 
 from crossrec.errors import ConfigError
 from crossrec.schemas import columns as C
-from crossrec.text import MINILM, EncoderSpec, HashEncoder, TextEncoder, cached, catalog_facts, chunks
+from crossrec.text import (MINILM, EncoderSpec, HashEncoder, TextEncoder, cached, catalog_facts,
+                           chunks)
 
 TEXTS = ["a funny comedy film", "hilarious comedy movie", "tax law handbook"]
 
@@ -34,7 +36,6 @@ def test_hash_encoder_is_the_same_in_another_process():
             f"np.save(sys.stdout.buffer, HashEncoder(64).encode({TEXTS!r}))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}  # str hash() would differ; blake2b must not
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
-    import io
     there = np.load(io.BytesIO(out.stdout))
     np.testing.assert_array_equal(here, there)
     assert not np.array_equal(here, HashEncoder(65).encode(TEXTS)[:, :64])  # dim is in the slot

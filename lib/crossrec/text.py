@@ -1,8 +1,8 @@
 """Item text -> L2-normalised vectors: one small encoder interface, a factory, and the Spark steps
 that fingerprint a catalog and embed it over executors.
 
-    enc = TextEncoder.create("hash:256")          # or "all-MiniLM-L6-v2", or a local model directory
-    enc.encode(["a funny comedy film"])           # [1, 256] float32, unit rows
+    enc = TextEncoder.create("hash:256")   # or "all-MiniLM-L6-v2", or a local model directory
+    enc.encode(["a funny comedy film"])    # [1, 256] float32, unit rows
 
 Encoders (``spec`` strings):
 
@@ -187,7 +187,8 @@ def _minilm_dir() -> Path:
 def _check_model_dir(spec: str, path: Path) -> None:
     if not path.is_dir():
         raise ConfigError(f"text encoder {spec!r}: no model directory at {path} (expected "
-                          f"{MINILM}, hash:<dim>, or a local sentence-transformers model directory)")
+                          f"{MINILM}, hash:<dim>, or a local sentence-transformers model "
+                          f"directory)")
     if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
         raise ConfigError(f"text encoder {spec!r}: {path} holds no model (no modules.json or "
                           f"config.json)")
@@ -249,7 +250,8 @@ def catalog_facts(items: "DataFrame") -> dict[str, Any]:
             "fingerprint": hashlib.sha256(blob.encode()).hexdigest()[:24]}
 
 
-def embed_items(items: "DataFrame", spec: EncoderSpec, batch_size: int, partitions: int) -> "DataFrame":
+def embed_items(items: "DataFrame", spec: EncoderSpec, batch_size: int,
+                partitions: int) -> "DataFrame":
     """items (item_idx, item_id, domain, text) -> ``ITEM_VECTORS`` rows, encoded on executors.
 
     Items are cut into chunks of ``batch_size`` consecutive item_idx; each chunk is one
@@ -289,8 +291,8 @@ def _task_threads() -> None:
     """Torch threads = the task's cores (``spark.task.cpus``) unless OMP_NUM_THREADS says.
 
     Torch defaults to every core of the machine, so N concurrent tasks would run N x cores
-    threads (on local[2]: 4 threads on 2 cores, ~1.7x slower). OMP_NUM_THREADS, which Spark
-    sets from ``spark.executor.cores`` or a user from ``spark.executorEnv``, wins.
+    threads (on local[2]: 4 threads on 2 cores). OMP_NUM_THREADS, which Spark sets from
+    ``spark.executor.cores`` or a user from ``spark.executorEnv.OMP_NUM_THREADS``, wins.
     """
     from pyspark import TaskContext
 
