@@ -65,8 +65,8 @@ class FullSoftmaxTask(TrainTask, name="full"):
     """Softmax over every item of the example's target domain (cheap for ≤ ~10⁵ items per domain)."""
 
     def logits(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        u, _ = self.model(batch)                                         # [B, D]
         vecs, bias = self.model.items.all()                              # [N, D], [N]
+        u, _ = self.model(batch, vecs)                                   # [B, D]
         logits = u @ vecs.T + bias                                       # [B, N]
         other = self.model.items.item_domain.unsqueeze(0) != batch[C.DOMAIN_IDX].unsqueeze(1)
         logits = history_mask(logits.masked_fill(other, NEG_INF), batch)
@@ -99,8 +99,8 @@ def rank_metrics(model: CrossDomainModel, batch: dict[str, Tensor], k: int,
                  items: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """[hits@k, ndcg@k, count] summed over the batch: each target ranked among its domain's items,
     history excluded (one held-out item per example). ``items``: precomputed ``model.items.all()``."""
-    u, _ = model(batch)
     vecs, bias = items if items is not None else model.items.all()
+    u, _ = model(batch, vecs)
     logits = u @ vecs.T + bias
     other = model.items.item_domain.unsqueeze(0) != batch[C.DOMAIN_IDX].unsqueeze(1)
     logits = history_mask(logits.masked_fill(other, NEG_INF), batch)

@@ -146,16 +146,31 @@ class CrossDomainModel(nn.Module):
         self.items = ItemTower(cfg, text, item_domain)
         self.users = UserTower(cfg)
 
-    def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
-        """History batch → [B, T, D], one vector per user per domain."""
-        return self.users(self.items(batch[C.HIST_ITEM]), batch)
+    def lookup(self, items: Tensor, table: Tensor | None) -> Tensor:
+        """Item vectors for ``items`` [...] → [..., D], from ``table`` [N, D] when given."""
+        return table[items] if table is not None else self.items(items)
 
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """→ (user vectors for each example's target domain [B, D], target item vectors [B, D])."""
-        users = self.user_vectors(batch)
+    def item_table(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """Every item's vector [N, D] when that is cheaper than projecting each history slot's
+        text (B·L > N: one [N, E]×[E, D] product instead of B·L of them), else None."""
+        if batch[C.HIST_ITEM].numel() > self.cfg.n_items:
+            return self.items.all()[0]
+        return None
+
+    def user_vectors(self, batch: dict[str, Tensor], table: Tensor | None = None) -> Tensor:
+        """History batch → [B, T, D], one vector per user per domain."""
+        table = table if table is not None else self.item_table(batch)
+        return self.users(self.lookup(batch[C.HIST_ITEM], table), batch)
+
+    def forward(self, batch: dict[str, Tensor], table: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """→ (user vectors for each example's target domain [B, D], target item vectors [B, D]).
+
+        ``table``: precomputed ``items.all()[0]``, reused by tasks that score every item anyway."""
+        table = table if table is not None else self.item_table(batch)
+        users = self.user_vectors(batch, table)
         target = batch[C.DOMAIN_IDX]
         u = users[torch.arange(users.shape[0], device=users.device), target]
-        return u, self.items(batch[C.ITEM_IDX])
+        return u, self.lookup(batch[C.ITEM_IDX], table)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         deltas = {id(p) for p in self.users.adapter.delta_parameters()}
