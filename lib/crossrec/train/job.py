@@ -1,0 +1,119 @@
+"""The train job's steps: resolve input versions, prepare item arrays, launch, publish the artifact."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crossrec.errors import InputError
+from crossrec.lake import Lake, Manifest
+from crossrec.logs import timed
+from crossrec.schemas.lake import ITEMS
+from crossrec.schemas.training import (DOMAINS, EXAMPLES, ITEM_TEXT, ITEM_VECTORS, MODEL,
+                                       SPLIT_TRAIN, SPLIT_VALID)
+from crossrec.store import join
+
+from .inputs import item_arrays, write_inputs
+from .launch import Launcher
+from .loop import TrainConfig
+from .worker import TrainSpec
+
+log = logging.getLogger("crossrec.train")
+ARTIFACT_FILES = ("weights.safetensors", "model.json")
+PUBLISHER = {ITEM_TEXT: "embed_items", EXAMPLES.dataset: "build_examples", ITEMS.dataset: "ingest"}
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    lake: str
+    run_date: str
+    launcher: str = "local"
+    num_proc: int = 1
+    use_gpu: bool = False
+    work_dir: str = ".crossrec-work"
+    train: TrainConfig = TrainConfig()
+
+
+def latest_on_or_before(lake: Lake, dataset: str, run_date: str) -> Manifest:
+    dates = [d for d in lake.dates(dataset) if d <= run_date]
+    if not dates:
+        raise InputError(f"{lake.root}: no published {dataset!r} on or before {run_date}; run "
+                         f"{PUBLISHER.get(dataset, 'the job that publishes it')} first")
+    return lake.manifest(dataset, dates[-1])
+
+
+def resolve_inputs(lake: Lake, run_date: str) -> dict[str, Manifest]:
+    """The published versions this training run reads (recorded in the artifact)."""
+    examples = lake.manifest(EXAMPLES.dataset, run_date)
+    if examples is None:
+        raise InputError(f"{lake.root}: no published examples for {run_date}; run build_examples first")
+    source = examples.extra.get("unified", {})
+    unified = lake.manifest(ITEMS.dataset, source.get("run_date", run_date))
+    if unified is None or unified.version != source.get("version"):
+        raise InputError(f"examples of {run_date} were built from unified version "
+                         f"{source.get('version')}, which is no longer published; rerun build_examples")
+    return {"examples": examples, "unified": unified,
+            "item_text": latest_on_or_before(lake, ITEM_TEXT, run_date)}
+
+
+def fingerprint(versions: dict[str, Manifest], cfg: JobConfig) -> str:
+    """Same inputs + same configuration + same process count → same run (and resumable)."""
+    facts = {name: m.version for name, m in versions.items()}
+    facts.update(train=cfg.train.to_dict(), num_proc=cfg.num_proc)
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare(spark: Any, lake: Lake, cfg: JobConfig, versions: dict[str, Manifest]) -> TrainSpec:
+    run = fingerprint(versions, cfg)
+    work = Path(cfg.work_dir).resolve() / run
+    work.mkdir(parents=True, exist_ok=True)
+    ex_dir = lake.path(EXAMPLES, cfg.run_date)
+    domains = lake.read(spark, DOMAINS, cfg.run_date)
+    train_examples = spark.read.parquet(join(ex_dir, f"split={SPLIT_TRAIN}"))
+    with timed(log, "train.inputs") as facts:
+        arrays = item_arrays(lake.read(spark, ITEMS, versions["unified"].run_date), domains,
+                             lake.read(spark, ITEM_VECTORS, versions["item_text"].run_date),
+                             train_examples)
+        write_inputs(arrays, str(work / "inputs.safetensors"))
+        facts.update(items=len(arrays["text"]), text_dim=int(arrays["text"].shape[1]))
+    names = [r[0] for r in domains.orderBy("domain_idx").select("domain").collect()]
+    meta = {"run_date": cfg.run_date, "fingerprint": run, "domains": names,
+            "inputs": {k: {"run_date": m.run_date, "version": m.version} for k, m in versions.items()},
+            "encoder": versions["item_text"].extra.get("encoder")}
+    return TrainSpec(train_dir=join(ex_dir, f"split={SPLIT_TRAIN}"),
+                     valid_dir=join(ex_dir, f"split={SPLIT_VALID}"),
+                     inputs=str(work / "inputs.safetensors"), ckpt_dir=str(work / "checkpoint"),
+                     out_dir=str(work / "artifact"), n_domains=len(names), config=cfg.train,
+                     fingerprint=run, meta=meta)
+
+
+def publish(lake: Lake, spec: TrainSpec, cfg: JobConfig, result: dict[str, Any]) -> Manifest:
+    staging = lake.stage(MODEL, cfg.run_date, spec.fingerprint)
+    for name in ARTIFACT_FILES:
+        lake.store.put_file(Path(spec.out_dir) / name, join(staging.dir, name))
+    last = result["history"][-1] if result["history"] else {}
+    return lake.commit(staging, spec.fingerprint, {"artifact": {"files": list(ARTIFACT_FILES)}}, extra={
+        "launcher": cfg.launcher, "num_proc": cfg.num_proc, "metrics": last,
+        "inputs": spec.meta["inputs"]})
+
+
+def run(spark: Any, cfg: JobConfig) -> tuple[Manifest, dict[str, Any]]:
+    lake = Lake.open(cfg.lake, spark)
+    spec = prepare(spark, lake, cfg, resolve_inputs(lake, cfg.run_date))
+    launcher = Launcher.create(cfg.launcher, cfg.num_proc, cfg.use_gpu, spark)
+    with timed(log, "train.fit", launcher=cfg.launcher, num_proc=cfg.num_proc):
+        result = launcher.run(spec)
+    if len(set(result["param_sha256"])) != 1:
+        raise RuntimeError(f"ranks ended with different parameters: {result['param_sha256']}")
+    return publish(lake, spec, cfg, result), result
+
+
+def artifact_dir(lake: Lake, run_date: str | None = None) -> str:
+    """Location of a published model artifact (default: the latest date)."""
+    m = lake.manifest(MODEL, run_date)
+    if m is None:
+        raise FileNotFoundError(f"{lake.root}: no published model for {run_date or 'any date'}")
+    return join(lake.date_dir(MODEL, m.run_date), f"_v_{m.version}")
