@@ -127,3 +127,18 @@ def test_unknown_loss_names_the_choices():
     with pytest.raises(ValueError, match="full"):
         TrainTask.create("nope", planted_model())
     assert isinstance(planted_model(), CrossDomainModel)
+
+
+def test_serving_scores_equal_the_training_forward():
+    from crossrec.model.serving import item_embeddings, user_embeddings
+
+    model = planted_model(seed=4)
+    batch = planted_batch(6, seed=8)
+    items = item_embeddings(model)
+    users = user_embeddings(model, batch, items)
+    u, v = model(batch)
+    target_domain_users = users[torch.arange(6), batch[C.DOMAIN_IDX]]
+    assert torch.allclose(target_domain_users, u, atol=1e-6)
+    assert torch.allclose(items.vectors[batch[C.ITEM_IDX]], v, atol=1e-6)
+    idx, vecs, _ = items.of_domain(1)
+    assert idx.tolist() == list(range(P, 2 * P)) and vecs.shape == (P, 16)
