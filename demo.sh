@@ -14,7 +14,7 @@ RAW="$DEMO_DIR/raw"
 LAKE="$DEMO_DIR/lake"
 RUN_DATE="${RUN_DATE:-$(date -u +%F)}"
 
-# --- steps: one function each, run in the order of STEPS. Add train/score/evaluate here. ---------
+# --- steps: one function each, run in the order of STEPS. Add score/evaluate here. ---------------
 step_prepare() {  # fetch MovieLens-1M (cached in data/cache) and write raw platform logs + sources.toml
     .venv/bin/python jobs/prepare_demo.py --out "$RAW"
 }
@@ -23,7 +23,21 @@ step_ingest() {  # raw logs -> the lake's unified tables for RUN_DATE
     ./spark-submit.sh ingest --sources "$RAW/sources.toml" --lake "$LAKE" --run-date "$RUN_DATE" --dev-key
 }
 
-STEPS=(prepare ingest)
+step_embed() {  # item text -> MiniLM vectors (skipped when the catalog is unchanged)
+    ./spark-submit.sh embed_items --lake "$LAKE" --run-date "$RUN_DATE"
+}
+
+step_examples() {  # events -> training examples (history strictly before each positive)
+    ./spark-submit.sh build_examples --lake "$LAKE" --run-date "$RUN_DATE"
+}
+
+step_train() {  # the shared cross-domain model; CROSSREC_DEMO_TRAIN_ARGS adds/overrides options
+    # shellcheck disable=SC2086  # word splitting of the extra options is intended
+    ./spark-submit.sh train --lake "$LAKE" --run-date "$RUN_DATE" --work-dir "$DEMO_DIR/work" \
+        ${CROSSREC_DEMO_TRAIN_ARGS:-}
+}
+
+STEPS=(prepare ingest embed examples train)
 # -------------------------------------------------------------------------------------------------
 
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
