@@ -72,6 +72,7 @@ Examples:
 Environment:
   SPARK_HOME          use \$SPARK_HOME/bin/spark-submit instead of the venv's
   PYSPARK_PYTHON      executors' python (default: the venv's, when the master is local)
+  CROSSREC_LOCAL_DRIVER_MEMORY  driver memory in local mode unless given (default 4g)
   CROSSREC_DRY_RUN=1  print the spark-submit command, one argument per line, instead of running it
 EOF
 }
@@ -198,6 +199,16 @@ main() {
         done
         (( skip )) || conf_args+=(--conf "$kv")
     done
+
+    # Local mode runs every task inside the driver JVM, and the training job gathers the item
+    # arrays there: Spark's 1 GB default is too small. A user's own setting always wins.
+    if [[ "${master:-local}" == local* ]]; then
+        local mem_set=0
+        for arg in "${spark_args[@]}" "${set_keys[@]}"; do
+            [[ "$arg" == --driver-memory* || "$arg" == spark.driver.memory ]] && mem_set=1
+        done
+        (( mem_set )) || spark_args+=(--driver-memory "${CROSSREC_LOCAL_DRIVER_MEMORY:-4g}")
+    fi
 
     local -a cmd=("$submit" --master "${master:-local[*]}" "${spark_args[@]}" "${conf_args[@]}"
                   --py-files "$py_files" "$script" "${job_args[@]}")

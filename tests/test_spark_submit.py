@@ -78,6 +78,14 @@ def test_defaults_local_master_and_confs(job: str) -> None:
     assert _confs(spark) == {k: [v] for k, v in DEFAULT_CONFS.items()}
 
 
+def test_local_mode_gets_driver_memory_unless_the_user_sets_it(job: str) -> None:
+    assert _values(_dry(job)[0], "--driver-memory") == ["4g"]
+    assert _values(_dry(job, "--driver-memory", "2g")[0], "--driver-memory") == ["2g"]
+    assert _values(_dry(job, "--driver-memory=3g")[0], "--driver-memory") == ["3g"]
+    assert _values(_dry(job, "--conf", "spark.driver.memory=6g")[0], "--driver-memory") == []
+    assert _values(_dry(job, "--master", "yarn")[0], "--driver-memory") == []
+
+
 def test_user_master_replaces_the_local_default(job: str) -> None:
     spark, _ = _dry(job, "--master", "yarn", "--deploy-mode=client")
     assert _values(spark, "--master") == ["yarn"]
