@@ -132,13 +132,24 @@ class Lake:
             return None
         return Manifest.from_json(self.store.read_text(pointer))
 
-    def path(self, table: Table, run_date: str | None = None) -> str:
-        """Location of a published table; raises if nothing is published."""
-        m = self.manifest(table.dataset, run_date)
+    def manifest_on_or_before(self, dataset: str, run_date: str) -> Manifest | None:
+        """The latest publication dated ``run_date`` or earlier, or None: for datasets published
+        only when their inputs change (item text vectors), so a date may have none of its own."""
+        dates = [d for d in self.dates(dataset) if d <= check_run_date(run_date)]
+        return self.manifest(dataset, dates[-1]) if dates else None
+
+    def version_dir(self, dataset: str, run_date: str | None = None) -> str:
+        """Folder of the published version of ``run_date`` (default: the latest date); raises if
+        nothing is published."""
+        m = self.manifest(dataset, run_date)
         if m is None:
             when = run_date or "any date"
-            raise FileNotFoundError(f"{self.root}: no published {table.dataset!r} dataset for {when}")
-        return join(self.date_dir(table.dataset, m.run_date), f"_v_{m.version}", table.name)
+            raise FileNotFoundError(f"{self.root}: no published {dataset!r} dataset for {when}")
+        return join(self.date_dir(dataset, m.run_date), f"_v_{m.version}")
+
+    def path(self, table: Table, run_date: str | None = None) -> str:
+        """Location of a published table; raises if nothing is published."""
+        return join(self.version_dir(table.dataset, run_date), table.name)
 
     def read(self, spark: Any, table: Table, run_date: str | None = None) -> Any:
         """The published table as a DataFrame, with its declared schema."""

@@ -342,5 +342,4 @@ def published_vectors(lake: Any, run_date: str) -> Any:
     ``lake.read(spark, ITEM_VECTORS, m.run_date)``; ``m.extra["catalog"]["fingerprint"]`` says
     which catalog content (:func:`catalog_facts`) they embed.
     """
-    dates = [d for d in lake.dates(ITEM_VECTORS.dataset) if d <= run_date]
-    return lake.manifest(ITEM_VECTORS.dataset, dates[-1]) if dates else None
+    return lake.manifest_on_or_before(ITEM_VECTORS.dataset, run_date)

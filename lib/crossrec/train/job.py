@@ -38,11 +38,11 @@ class JobConfig:
 
 
 def latest_on_or_before(lake: Lake, dataset: str, run_date: str) -> Manifest:
-    dates = [d for d in lake.dates(dataset) if d <= run_date]
-    if not dates:
+    m = lake.manifest_on_or_before(dataset, run_date)
+    if m is None:
         raise InputError(f"{lake.root}: no published {dataset!r} on or before {run_date}; run "
                          f"{PUBLISHER.get(dataset, 'the job that publishes it')} first")
-    return lake.manifest(dataset, dates[-1])
+    return m
 
 
 def resolve_inputs(lake: Lake, run_date: str) -> dict[str, Manifest]:
@@ -113,7 +113,4 @@ def run(spark: Any, cfg: JobConfig) -> tuple[Manifest, dict[str, Any]]:
 
 def artifact_dir(lake: Lake, run_date: str | None = None) -> str:
     """Location of a published model artifact (default: the latest date)."""
-    m = lake.manifest(MODEL, run_date)
-    if m is None:
-        raise FileNotFoundError(f"{lake.root}: no published model for {run_date or 'any date'}")
-    return join(lake.date_dir(MODEL, m.run_date), f"_v_{m.version}")
+    return lake.version_dir(MODEL, run_date)
