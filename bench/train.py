@@ -96,7 +96,7 @@ def als_quality(spark: Any, spec: Any, args: argparse.Namespace) -> dict[str, An
     from safetensors.torch import load_file
 
     from crossrec.feed import ExampleFeed, FeedConfig
-    from crossrec.model.task import NEG_INF, history_mask
+    from crossrec.model.task import target_rank_stats
     from crossrec.schemas import columns as C
 
     train = spark.read.parquet(spec.train_dir).groupBy(C.USER_IDX, C.ITEM_IDX).count()
@@ -112,16 +112,13 @@ def als_quality(spark: Any, spec: Any, args: argparse.Namespace) -> dict[str, An
     items = torch.zeros(n_items, args.als_rank)
     for r in model.itemFactors.collect():
         items[r[0]] = torch.tensor(r[1])
-    hits = ndcg = n = 0.0
+    total = torch.zeros(3, dtype=torch.float64)
     feed = ExampleFeed(FeedConfig(spec.valid_dir, 1024, spec.config.max_history, 1, drop_last=False))
     for b in feed.epoch(0):
         u = torch.stack([torch.tensor(users[int(i)]) if int(i) in users else torch.zeros(args.als_rank)
                          for i in b[C.USER_IDX]])
-        logits = (u @ items.T).masked_fill(inputs["item_domain"].unsqueeze(0) != b[C.DOMAIN_IDX].unsqueeze(1), NEG_INF)
-        logits = history_mask(logits, b)
-        rank = (logits > logits.gather(1, b[C.ITEM_IDX].unsqueeze(1))).sum(1)
-        hit = (rank < 10).double()
-        hits, ndcg, n = hits + hit.sum().item(), ndcg + (hit / torch.log2(rank + 2.0)).sum().item(), n + len(rank)
+        total += target_rank_stats(u @ items.T, b, inputs["item_domain"], 10)
+    hits, ndcg, n = total.tolist()
     return {"fit_seconds": round(fit_s, 1), "valid_recall@10": hits / n, "valid_ndcg@10": ndcg / n,
             "settings": {"rank": args.als_rank, "maxIter": args.als_iter, "regParam": args.als_reg,
                          "alpha": args.als_alpha, "implicitPrefs": True}}

@@ -30,6 +30,25 @@ def history_mask(logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
     return logits.index_put((rows[keep], hist[keep]), torch.tensor(NEG_INF, device=logits.device))
 
 
+def candidates(logits: Tensor, batch: dict[str, Tensor], item_domain: Tensor) -> Tensor:
+    """Scores [B, N] of every item → only each example's candidates left: items of its target
+    domain that are not already in its history (the rest at NEG_INF)."""
+    other = item_domain.unsqueeze(0) != batch[C.DOMAIN_IDX].unsqueeze(1)
+    return history_mask(logits.masked_fill(other, NEG_INF), batch)
+
+
+def target_rank_stats(logits: Tensor, batch: dict[str, Tensor], item_domain: Tensor, k: int) -> Tensor:
+    """[hits@k, ndcg@k, count] summed over the batch: each target ranked among its candidates
+    (one held-out item per example), whatever model produced the scores [B, N]."""
+    logits = candidates(logits, batch, item_domain)
+    target = logits.gather(1, batch[C.ITEM_IDX].unsqueeze(1))
+    rank = (logits > target).sum(1)                                      # 0 = best
+    hit = (rank < k).double()
+    ndcg = hit / torch.log2(rank.double() + 2)
+    return torch.stack([hit.sum(), ndcg.sum(), torch.tensor(float(len(rank)), dtype=torch.float64,
+                                                             device=hit.device)])
+
+
 class TrainTask(nn.Module):
     """Base: ``forward(batch) → (loss, {stat: float})``; subclasses say which items compete."""
 
@@ -67,9 +86,7 @@ class FullSoftmaxTask(TrainTask, name="full"):
     def logits(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         vecs, bias = self.model.items.all()                              # [N, D], [N]
         u, _ = self.model(batch, vecs)                                   # [B, D]
-        logits = u @ vecs.T + bias                                       # [B, N]
-        other = self.model.items.item_domain.unsqueeze(0) != batch[C.DOMAIN_IDX].unsqueeze(1)
-        logits = history_mask(logits.masked_fill(other, NEG_INF), batch)
+        logits = candidates(u @ vecs.T + bias, batch, self.model.items.item_domain)  # [B, N]
         return logits, batch[C.ITEM_IDX]
 
 
@@ -101,12 +118,4 @@ def rank_metrics(model: CrossDomainModel, batch: dict[str, Tensor], k: int,
     history excluded (one held-out item per example). ``items``: precomputed ``model.items.all()``."""
     vecs, bias = items if items is not None else model.items.all()
     u, _ = model(batch, vecs)
-    logits = u @ vecs.T + bias
-    other = model.items.item_domain.unsqueeze(0) != batch[C.DOMAIN_IDX].unsqueeze(1)
-    logits = history_mask(logits.masked_fill(other, NEG_INF), batch)
-    target = logits.gather(1, batch[C.ITEM_IDX].unsqueeze(1))
-    rank = (logits > target).sum(1)                                      # 0 = best
-    hit = (rank < k).double()
-    ndcg = hit / torch.log2(rank.double() + 2)
-    return torch.stack([hit.sum(), ndcg.sum(), torch.tensor(float(len(rank)), dtype=torch.float64,
-                                                             device=hit.device)])
+    return target_rank_stats(u @ vecs.T + bias, batch, model.items.item_domain, k)
