@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 import crossrec
 from crossrec import examples as X
 from crossrec.errors import InputError
-from crossrec.lake import Lake, Manifest, Staging, check_run_date
+from crossrec.lake import Lake, Manifest, Staging, run_date_arg
 from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, ITEMS, UNIFIED
@@ -62,7 +62,8 @@ def _min_value(text: str) -> float | None:
 def parse_args(argv: list[str] | None) -> BuildExamplesConfig:
     p = argparse.ArgumentParser(prog="build_examples", description=__doc__.split("\n\n")[0])
     p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
-    p.add_argument("--run-date", required=True, help="unified run date to read and publish, YYYY-MM-DD")
+    p.add_argument("--run-date", required=True, type=run_date_arg,
+                   help="unified run date to read and publish, YYYY-MM-DD")
     p.add_argument("--max-history", type=int, default=50, help="L, the longest history (default 50)")
     p.add_argument("--min-value", type=_min_value, default=4.0,
                    help="value of a positive (default 4.0); 'none': every event with weight > 0")
@@ -71,10 +72,6 @@ def parse_args(argv: list[str] | None) -> BuildExamplesConfig:
     p.add_argument("--rows-per-group", type=int, default=65_536,
                    help="rows per Parquet row group and file (default 65536)")
     a = p.parse_args(argv)
-    try:
-        check_run_date(a.run_date)
-    except ValueError as e:
-        p.error(str(e))
     if a.max_history < 1:
         p.error(f"--max-history: expected >= 1, got {a.max_history}")
     if not 0.0 <= a.valid_frac < 1.0:

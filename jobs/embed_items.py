@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossrec.errors import ConfigError, InputError
-from crossrec.lake import Lake, Manifest, check_run_date
+from crossrec.lake import Lake, Manifest, run_date_arg
 from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import ITEMS, UNIFIED
@@ -54,16 +54,13 @@ class EmbedConfig:
 def parse_args(argv: list[str] | None) -> EmbedConfig:
     p = argparse.ArgumentParser(prog="embed_items", description=__doc__.split("\n\n")[0])
     p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
-    p.add_argument("--run-date", required=True, help="unified catalog to embed, YYYY-MM-DD")
+    p.add_argument("--run-date", required=True, type=run_date_arg,
+                   help="unified catalog to embed, YYYY-MM-DD")
     p.add_argument("--encoder", default=DEFAULT_ENCODER,
                    help=f"{DEFAULT_ENCODER} (default), hash:<dim>, or a local model directory")
     p.add_argument("--batch-size", type=int, default=256, help="texts per encode call")
     p.add_argument("--force", action="store_true", help="re-embed an unchanged catalog")
     a = p.parse_args(argv)
-    try:
-        check_run_date(a.run_date)
-    except ValueError as e:
-        p.error(str(e))
     if a.batch_size < 1:
         p.error(f"--batch-size {a.batch_size}: expected a positive integer")
     return EmbedConfig(a.lake, a.run_date, a.encoder, a.batch_size, a.force)

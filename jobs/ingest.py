@@ -17,7 +17,7 @@ import sys
 
 from crossrec.errors import ConfigError, InputError, QualityGateError
 from crossrec.ingest.pipeline import IngestConfig, run
-from crossrec.lake import Lake, check_run_date
+from crossrec.lake import Lake, run_date_arg
 from crossrec.schemas.lake import PUBLISHED
 from crossrec.session import get_session
 
@@ -28,14 +28,11 @@ def parse_args(argv: list[str] | None) -> IngestConfig:
     p = argparse.ArgumentParser(prog="ingest", description=__doc__.split("\n\n")[0])
     p.add_argument("--sources", required=True, help="sources TOML file (platforms, catalog, links)")
     p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
-    p.add_argument("--run-date", required=True, help="partition to publish, YYYY-MM-DD")
+    p.add_argument("--run-date", required=True, type=run_date_arg,
+                   help="partition to publish, YYYY-MM-DD")
     p.add_argument("--dev-key", action="store_true",
                    help="use the fixed development pseudonymisation key (NOT secret; demo only)")
     a = p.parse_args(argv)
-    try:
-        check_run_date(a.run_date)
-    except ValueError as e:
-        p.error(str(e))
     return IngestConfig(sources=a.sources, lake=a.lake, run_date=a.run_date, dev_key=a.dev_key)
 
 

@@ -18,7 +18,7 @@ import logging
 import sys
 
 from crossrec.errors import ConfigError, InputError
-from crossrec.lake import check_run_date
+from crossrec.lake import Lake, run_date_arg
 from crossrec.session import get_session
 from crossrec.train.job import JobConfig, artifact_dir, run
 from crossrec.train.loop import TrainConfig
@@ -29,7 +29,8 @@ log = logging.getLogger("crossrec.train")
 def parse_args(argv: list[str] | None) -> JobConfig:
     p = argparse.ArgumentParser(prog="train", description=__doc__.split("\n\n")[0])
     p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
-    p.add_argument("--run-date", required=True, help="examples partition to train on, YYYY-MM-DD")
+    p.add_argument("--run-date", required=True, type=run_date_arg,
+                   help="examples partition to train on, YYYY-MM-DD")
     p.add_argument("--launcher", choices=("local", "torch", "horovod"), default="local")
     p.add_argument("--num-proc", type=int, default=1, help="training processes (one per GPU)")
     p.add_argument("--gpu", action="store_true", help="train on GPUs (NCCL); default CPU (gloo)")
@@ -38,10 +39,6 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     for f in dataclasses.fields(TrainConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     a = p.parse_args(argv)
-    try:
-        check_run_date(a.run_date)
-    except ValueError as e:
-        p.error(str(e))
     train = TrainConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)})
     if a.num_proc > 1 and a.launcher == "local":
         p.error("--launcher local runs one process; use --launcher torch or horovod for --num-proc > 1")
@@ -61,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         log.error("%s", e)
         return 3
-    from crossrec.lake import Lake
-
     print(json.dumps({"run_date": manifest.run_date, "version": manifest.version,
                       "artifact": artifact_dir(Lake.open(cfg.lake, spark), manifest.run_date),
                       "launcher": cfg.launcher, "num_proc": cfg.num_proc,

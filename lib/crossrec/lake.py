@@ -37,6 +37,17 @@ def check_run_date(run_date: str) -> str:
     return run_date
 
 
+def run_date_arg(text: str) -> str:
+    """:func:`check_run_date` as an argparse ``type``: a bad date is a usage error (exit 2)
+    naming the ``--run-date`` argument."""
+    import argparse
+
+    try:
+        return check_run_date(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What a commit published: the version directory and per-table facts (row counts, ...)."""
