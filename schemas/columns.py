@@ -38,6 +38,10 @@ N_TARGETS = "n_targets"
 VECTOR = "vector"            # an embedding
 ENCODER = "encoder"          # the text encoder's name or path
 
+# scoring
+RANK = "rank"                # 1-based position in a recommendation list
+SCORE = "score"
+
 # catalog
 TITLE = "title"
 YEAR = "year"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from .lake import CATALOG_RAW, LINKS_RAW, PUBLISHED
+from .scoring import PUBLISHED_RECOMMENDATIONS
 from .training import ITEM_VECTORS, PUBLISHED_EXAMPLES
 
 
@@ -20,6 +21,8 @@ def render() -> str:
     return (f"{head}\n## Published by ingest (dataset `unified`)\n\n{published}\n\n"
             f"## Published by embed_items (dataset `item_text`)\n\n{_section((ITEM_VECTORS,))}\n\n"
             f"## Published by build_examples (dataset `examples`)\n\n{_section(PUBLISHED_EXAMPLES)}\n\n"
+            f"## Published by score (dataset `recommendations`)\n\n"
+            f"{_section(PUBLISHED_RECOMMENDATIONS)}\n\n"
             f"## Raw inputs (logical columns; physical names come from the sources file)\n\n{raw}\n")
 
 
