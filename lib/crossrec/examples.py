@@ -80,13 +80,13 @@ def build_examples(events: DataFrame, domains: DataFrame, max_history: int,
                      .sortWithinPartitions(C.USER_IDX, C.TS, C.SEQ))
 
     def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for table in _whole_users(batches):
+        for table in whole_users(batches):
             yield from _examples_of(table, max_history, valid_frac).to_batches()
 
     return sorted_events.mapInArrow(per_partition, EXAMPLES.as_spark_schema())
 
 
-def _whole_users(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+def whole_users(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
     """Re-cut a partition's batches (sorted by user) so that no user spans two tables."""
     carry: pa.Table | None = None
     for batch in batches:
@@ -114,12 +114,11 @@ def _examples_of(events: pa.Table, max_history: int, valid_frac: float) -> pa.Ta
     if domain.null_count:
         raise ValueError(f"events: {domain.null_count} events have a '{C.DOMAIN}' that is not in "
                          f"the domains of the items table")
-    first_of_user = _run_starts(user)
-    first_of_instant = _run_starts(user, ts)
+    first_of_user = run_starts(user)
+    first_of_instant = run_starts(user, ts)
     target = np.flatnonzero(events[_IS_TARGET].to_numpy(zero_copy_only=False))
-    k = first_of_instant[target]  # history = sorted positions [start, k), newest first
-    start = np.maximum(first_of_user[target], k - max_history)
-    offsets, flat = _slices_newest_first(start, k)
+    k = first_of_instant[target]  # history = sorted positions before k, newest first
+    offsets, flat = history_slices(first_of_user[target], k, max_history)
     age = (np.repeat(ts[target], np.diff(offsets)) - ts[flat]) / _US_PER_DAY
     value = events[C.VALUE].fill_null(0.0).to_numpy()
     valid = _valid_mask(user[target], ts[target], valid_frac)
@@ -138,7 +137,17 @@ def _examples_of(events: pa.Table, max_history: int, valid_frac: float) -> pa.Ta
     return pa.table(columns).cast(_ARROW_OUT)
 
 
-def _run_starts(*keys: np.ndarray) -> np.ndarray:
+def history_slices(first: np.ndarray, stop: np.ndarray,
+                   max_history: int) -> tuple[np.ndarray, np.ndarray]:
+    """The history rule training and scoring share: for each row, the sorted positions
+    ``[max(first, stop - L), stop)`` newest first, as list offsets ``[R + 1]`` and flat positions.
+
+    ``first`` is the user's first sorted position, ``stop`` one past the newest event allowed.
+    """
+    return _slices_newest_first(np.maximum(first, stop - max_history), stop)
+
+
+def run_starts(*keys: np.ndarray) -> np.ndarray:
     """For each position of sorted ``keys``, the first position of its run of equal keys."""
     n = len(keys[0])
     new = np.zeros(n, dtype=bool)
@@ -167,7 +176,7 @@ def _valid_mask(user: np.ndarray, ts: np.ndarray, valid_frac: float) -> np.ndarr
     n = len(user)
     if n == 0 or valid_frac == 0:
         return np.zeros(n, dtype=bool)
-    first = _run_starts(user)
+    first = run_starts(user)
     group = np.cumsum(first == np.arange(n)) - 1
     count = np.bincount(group)[group]
     # rounded first: 0.14 * 50 is 7.000000000000001 in floats, whose ceil would be 8

@@ -10,7 +10,8 @@ from typing import Any
 
 from crossrec.errors import InputError
 from crossrec.lake import Lake, Manifest
-from crossrec.logs import timed
+from crossrec.logs import event, timed
+from crossrec.schemas import columns as C
 from crossrec.schemas.lake import ITEMS
 from crossrec.schemas.training import (DOMAINS, EXAMPLES, ITEM_TEXT, ITEM_VECTORS, MODEL,
                                        SPLIT_TRAIN, SPLIT_VALID)
@@ -35,6 +36,7 @@ class JobConfig:
     use_gpu: bool = False
     work_dir: str = ".crossrec-work"
     train: TrainConfig = TrainConfig()
+    force: bool = False  # train even if this run (inputs, config) is already published
 
 
 def latest_on_or_before(lake: Lake, dataset: str, run_date: str) -> Manifest:
@@ -80,7 +82,13 @@ def prepare(spark: Any, lake: Lake, cfg: JobConfig, versions: dict[str, Manifest
         write_inputs(arrays, str(work / "inputs.safetensors"))
         facts.update(items=len(arrays["text"]), text_dim=int(arrays["text"].shape[1]))
     names = [r[0] for r in domains.orderBy("domain_idx").select("domain").collect()]
-    meta = {"run_date": cfg.run_date, "fingerprint": run, "domains": names,
+    # scoring maps the model's items to a later catalog by item_id, and rebuilds histories of the
+    # length training saw (the examples' L, cut again by the feed's)
+    item_ids = [r[0] for r in lake.read(spark, ITEMS, versions["unified"].run_date)
+                .orderBy(C.ITEM_IDX).select(C.ITEM_ID).collect()]
+    built_l = versions["examples"].extra.get("params", {}).get("max_history", cfg.train.max_history)
+    meta = {"run_date": cfg.run_date, "fingerprint": run, "domains": names, "item_ids": item_ids,
+            "max_history": min(int(built_l), cfg.train.max_history),
             "inputs": {k: {"run_date": m.run_date, "version": m.version} for k, m in versions.items()},
             "encoder": versions["item_text"].extra.get("encoder")}
     return TrainSpec(train_dir=join(ex_dir, f"split={SPLIT_TRAIN}"),
@@ -101,14 +109,24 @@ def publish(lake: Lake, spec: TrainSpec, cfg: JobConfig, result: dict[str, Any])
 
 
 def run(spark: Any, cfg: JobConfig) -> tuple[Manifest, dict[str, Any]]:
+    """Train and publish, or return the publication of the same run (same fingerprint) if the
+    date already has it and not ``cfg.force``; ``result["skipped"]`` says which."""
     lake = Lake.open(cfg.lake, spark)
-    spec = prepare(spark, lake, cfg, resolve_inputs(lake, cfg.run_date))
+    versions = resolve_inputs(lake, cfg.run_date)
+    published = lake.manifest(MODEL, cfg.run_date)
+    if published is not None and published.run_id == fingerprint(versions, cfg) and not cfg.force:
+        event(log, "skipped", dataset=MODEL, run_date=cfg.run_date, version=published.version,
+              reason="inputs and training configuration unchanged")
+        meta = json.loads(lake.store.read_text(join(lake.version_dir(MODEL, cfg.run_date),
+                                                    ARTIFACT_FILES[1])))
+        return published, {"history": meta.get("history", []), "skipped": True}
+    spec = prepare(spark, lake, cfg, versions)
     launcher = Launcher.create(cfg.launcher, cfg.num_proc, cfg.use_gpu, spark)
     with timed(log, "train.fit", launcher=cfg.launcher, num_proc=cfg.num_proc):
         result = launcher.run(spec)
     if len(set(result["param_sha256"])) != 1:
         raise RuntimeError(f"ranks ended with different parameters: {result['param_sha256']}")
-    return publish(lake, spec, cfg, result), result
+    return publish(lake, spec, cfg, result), {**result, "skipped": False}
 
 
 def artifact_dir(lake: Lake, run_date: str | None = None) -> str:

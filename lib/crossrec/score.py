@@ -1,0 +1,407 @@
+"""Scoring: a trained model artifact + events + items -> the top-K items of every (user, domain).
+
+    recs = recommend(events, items, artifact_dir, k=10)          # RECOMMENDATIONS rows
+
+The driver reads only ``model.json`` and plans, in O(items): each scored domain's candidates (the
+catalog's items of that domain the model knows, matched by ``item_id``, in ``item_idx`` order) and
+their popularity. Users never come to the driver: events are hash-partitioned by user and sorted
+by ``(user_idx, ts, seq)``; ``mapInArrow`` then scores each partition in blocks of
+``block_users`` whole users. Every Python worker loads the artifact once (a module-level cache
+keyed by artifact path and plan) and keeps each domain's item matrix on its device; a block's
+``[B, M]`` score matrix is the only user × item array that ever exists.
+
+Histories follow training (:func:`crossrec.examples.history_slices`): the user's latest L events
+(L from the artifact) whose item and domain the model knows, newest first, with their domain,
+value and age. The age reference is the user's own latest event: training measured ages to the
+next target, which follows the history closely, so "now" for a user is their last activity, not
+the run date (a user idle for a year is scored as they were when last seen).
+
+Exclusions: every item the user has in ``events`` in that domain (all events, not only the last
+L). Ties: higher score first, then smaller ``item_idx``. A user with no usable history (no
+events, or only events of items or domains the model does not know) gets the domain's most
+popular items by distinct users in ``events``, same exclusions, ``source = "popular"`` and the
+user count as score. Catalog items the model does not know (added since training) cannot be
+scored: they are left out and counted in :attr:`ScoringPlan.facts`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import torch
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from torch import Tensor
+
+from crossrec.errors import InputError
+from crossrec.examples import history_slices, run_starts
+from crossrec.schemas import columns as C
+from crossrec.schemas.scoring import RECOMMENDATIONS, SOURCE_MODEL, SOURCE_POPULAR
+
+_US_PER_DAY = 86_400_000_000.0
+_MODEL_IDX = "_model_idx"  # an item's index in the artifact (null: unknown to the model)
+_INPUT = [C.USER_IDX, C.USER_KEY, C.TS, C.SEQ, _MODEL_IDX, C.DOMAIN_IDX, C.VALUE]
+_ARROW_OUT = RECOMMENDATIONS.as_arrow_schema()
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One scored domain's items, in ``item_idx`` order (the tie-break order)."""
+
+    domain: str
+    domain_idx: int          # in the artifact's vocabulary
+    model_idx: np.ndarray    # [M] the items' rows in the artifact
+    item_idx: np.ndarray     # [M] in the items table scored
+    item_id: np.ndarray      # [M] object
+    users: np.ndarray        # [M] distinct users with the item in the events (popularity)
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """What every executor needs besides its users: O(items), shipped with the task."""
+
+    artifact_dir: str
+    max_history: int
+    k: int
+    block_users: int
+    device: str
+    candidates: tuple[Candidates, ...]
+    facts: dict[str, Any] = field(default_factory=dict)  # for the job's summary
+
+    @property
+    def key(self) -> str:
+        """Identifies the executor-side state this plan needs (artifact, device, candidates)."""
+        h = hashlib.sha256(f"{self.artifact_dir}|{self.device}".encode())
+        for c in self.candidates:
+            h.update(c.domain.encode())
+            h.update(np.ascontiguousarray(c.model_idx, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
+
+# --- driver: plan -----------------------------------------------------------------------------------
+
+def local_dir(url: str) -> Path:
+    """A local (or shared-filesystem) artifact folder from a path or ``file://`` URL."""
+    if "://" in url and not url.startswith("file://"):
+        raise InputError(f"{url}: scoring reads the model artifact from a local or shared "
+                         "filesystem path; copy it there first")
+    return Path(url.removeprefix("file://"))
+
+
+def read_meta(artifact_dir: str) -> dict[str, Any]:
+    """``model.json`` of an artifact, checked for what scoring needs."""
+    path = local_dir(artifact_dir) / "model.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no model artifact here") from None
+    for key in ("domains", "item_ids", "model_config"):
+        if key not in meta:
+            raise InputError(f"{path}: field {key!r} missing (trained before scoring recorded it; "
+                             "retrain to score with this model)")
+    if len(meta["item_ids"]) != meta["model_config"]["n_items"]:
+        raise InputError(f"{path}: {len(meta['item_ids'])} item_ids for "
+                         f"{meta['model_config']['n_items']} items in model_config")
+    return meta
+
+
+def max_history(meta: dict[str, Any]) -> int:
+    """The L training saw: recorded by the train job; older artifacts only have the feed's."""
+    if "max_history" in meta:
+        return int(meta["max_history"])
+    return int(meta.get("train_config", {}).get("max_history", 50))
+
+
+def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
+                 domains: list[str] | None = None, *, block_users: int = 1024,
+                 device: str = "auto") -> ScoringPlan:
+    """Candidates and popularity per domain (two O(items) collects) for :func:`score_users`."""
+    if k < 1 or block_users < 1:
+        raise ValueError(f"k and block_users must be >= 1, got k={k}, block_users={block_users}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: expected auto, cpu or cuda, got {device!r}")
+    meta = read_meta(artifact_dir)
+    vocab = list(meta["domains"])
+    wanted = vocab if domains is None else list(domains)
+    unknown = sorted(set(wanted) - set(vocab))
+    if unknown:
+        raise InputError(f"domains {unknown}: the model was trained on {vocab} only")
+    known = {item_id: i for i, item_id in enumerate(meta["item_ids"])}
+    catalog = items.select(C.ITEM_IDX, C.ITEM_ID, C.DOMAIN).toPandas()
+    if catalog[C.ITEM_ID].duplicated().any():
+        dupe = catalog[C.ITEM_ID][catalog[C.ITEM_ID].duplicated()].iloc[0]
+        raise InputError(f"items: field {C.ITEM_ID!r} is not unique (e.g. {dupe!r})")
+    popularity = dict(events.groupBy(C.ITEM_ID).agg(F.countDistinct(C.USER_IDX).alias("n"))
+                      .toPandas().itertuples(index=False, name=None))
+    catalog["m"] = catalog[C.ITEM_ID].map(known)
+    catalog["n"] = catalog[C.ITEM_ID].map(popularity).fillna(0)
+    catalog = catalog.sort_values(C.ITEM_IDX, kind="stable")
+    cands = []
+    for name in wanted:
+        rows = catalog[(catalog[C.DOMAIN] == name) & catalog["m"].notna()]
+        cands.append(Candidates(name, vocab.index(name), rows["m"].to_numpy(np.int64),
+                                rows[C.ITEM_IDX].to_numpy(np.int64),
+                                rows[C.ITEM_ID].to_numpy(object), rows["n"].to_numpy(np.float64)))
+    facts = {"items": len(catalog), "unknown_items": int(catalog["m"].isna().sum()),
+             "unscored_domains": sorted(set(catalog[C.DOMAIN]) - set(vocab)),
+             "candidates": {c.domain: len(c.model_idx) for c in cands},
+             "max_history": max_history(meta)}
+    return ScoringPlan(artifact_dir, max_history(meta), k, block_users, device, tuple(cands), facts)
+
+
+# --- driver: the distributed transform ----------------------------------------------------------------
+
+def recommend(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
+              domains: list[str] | None = None, *, users: DataFrame | None = None,
+              block_users: int = 1024, device: str = "auto",
+              partitions: int | None = None) -> DataFrame:
+    """RECOMMENDATIONS rows: top-``k`` items of each (user, domain) for every user in ``events``
+    (EVENTS schema), plus the users of ``users`` (``user_idx``, ``user_key``) who have no event
+    there (they get popular items). ``items``: the ITEMS schema; ``domains``: default all the
+    model's domains."""
+    plan = plan_scoring(events, items, artifact_dir, k, domains, block_users=block_users,
+                        device=device)
+    return score_users(events, plan, users, partitions)
+
+
+def score_users(events: DataFrame, plan: ScoringPlan, users: DataFrame | None = None,
+                partitions: int | None = None) -> DataFrame:
+    """The executor side of :func:`recommend` for a ready ``plan``."""
+    meta = read_meta(plan.artifact_dir)
+    spark = events.sparkSession
+    ids = spark.createDataFrame([(i, m) for m, i in enumerate(meta["item_ids"])],
+                                f"{C.ITEM_ID} string, {_MODEL_IDX} int")
+    vocab = spark.createDataFrame(list(enumerate(meta["domains"])),
+                                  f"{C.DOMAIN_IDX} int, {C.DOMAIN} string")
+    rows = (events.join(F.broadcast(ids), C.ITEM_ID, "left")
+            .join(F.broadcast(vocab), C.DOMAIN, "left").select(_INPUT))
+    if users is not None:
+        absent = users.select(C.USER_IDX, C.USER_KEY).join(
+            events.select(C.USER_IDX).distinct(), C.USER_IDX, "left_anti")
+        rows = rows.unionByName(absent, allowMissingColumns=True)
+    sorted_rows = (rows.repartition(*([partitions] if partitions else []), C.USER_IDX)
+                   .sortWithinPartitions(C.USER_IDX, C.TS, C.SEQ))
+
+    def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from score_batches(batches, plan)
+
+    return sorted_rows.mapInArrow(per_partition, RECOMMENDATIONS.as_spark_schema())
+
+
+# --- executors ------------------------------------------------------------------------------------------
+
+@dataclass
+class _DomainState:
+    vectors: Tensor          # [M, D] on the device
+    bias: Tensor             # [M]
+    popular: Tensor          # [M] float64: users * (M + 1) - position, so no two tie
+
+
+@dataclass
+class _State:
+    model: Any
+    table: Tensor            # [N, D] every item's vector, for history lookups
+    device: torch.device
+    domains: list[_DomainState]
+    slot_of: np.ndarray      # [N] which scored domain an artifact item is a candidate of, -1 none
+    col_of: np.ndarray       # [N] its column there
+
+
+_CACHE: dict[str, _State] = {}
+
+
+def _state(plan: ScoringPlan) -> _State:
+    """The artifact and item matrices, loaded once per Python worker and plan."""
+    key = plan.key
+    if key not in _CACHE:
+        from crossrec.model.serving import item_embeddings
+        from crossrec.train.artifact import load_artifact
+
+        _CACHE.clear()  # one plan at a time: a worker never holds two models
+        use_cuda = plan.device == "cuda" or (plan.device == "auto" and torch.cuda.is_available())
+        device = torch.device("cuda" if use_cuda else "cpu")
+        model, _ = load_artifact(local_dir(plan.artifact_dir), device)
+        items = item_embeddings(model)
+        n = items.vectors.shape[0]
+        slot_of, col_of = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+        domains = []
+        for s, c in enumerate(plan.candidates):
+            slot_of[c.model_idx], col_of[c.model_idx] = s, np.arange(len(c.model_idx))
+            rows = torch.from_numpy(c.model_idx).to(device)
+            key_ = c.users * (len(c.model_idx) + 1) - np.arange(len(c.model_idx))
+            domains.append(_DomainState(items.vectors[rows].contiguous(), items.bias[rows].contiguous(),
+                                        torch.from_numpy(key_).to(device)))
+        _CACHE[key] = _State(model, items.vectors, device, domains, slot_of, col_of)
+    return _CACHE[key]
+
+
+def score_batches(batches: Iterator[pa.RecordBatch], plan: ScoringPlan) -> Iterator[pa.RecordBatch]:
+    """One partition's rows (``_INPUT``, sorted by user, ts, seq) -> RECOMMENDATIONS batches."""
+    _task_threads()
+    state = None
+    for block in user_blocks(batches, plan.block_users):
+        state = state or _state(plan)
+        with torch.inference_mode():
+            yield from _score_block(block, plan, state)
+
+
+def user_blocks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """Re-cut batches sorted by user into tables of ``size`` whole users (the last may be short)."""
+    carry: pa.Table | None = None
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        table = pa.Table.from_batches([batch])
+        carry = table if carry is None else pa.concat_tables([carry, table])
+        while True:
+            starts = np.flatnonzero(run_starts(carry[C.USER_IDX].to_numpy()) == np.arange(carry.num_rows))
+            if len(starts) <= size:  # the last user may go on in the next batch
+                break
+            yield carry.slice(0, int(starts[size])).combine_chunks()
+            carry = carry.slice(int(starts[size]))
+    if carry is not None and carry.num_rows:
+        yield carry.combine_chunks()
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A block of B whole users' R events, decoded."""
+
+    user_idx: np.ndarray     # [B]
+    user_key: pa.Array       # [B]
+    last: np.ndarray         # [B] each user's last row (their latest event)
+    row_user: np.ndarray     # [R] each row's user position 0..B-1
+    model_idx: np.ndarray    # [R] -1 where unknown
+    usable: np.ndarray       # [R] bool: item and domain known to the model
+    has_history: np.ndarray  # [B] bool
+
+    @property
+    def size(self) -> int:
+        return len(self.user_idx)
+
+
+def _decode(table: pa.Table) -> _Block:
+    user = table[C.USER_IDX].to_numpy()
+    new = run_starts(user) == np.arange(len(user))
+    first = np.flatnonzero(new)
+    row_user = np.cumsum(new) - 1
+    model_idx = table[_MODEL_IDX].fill_null(-1).to_numpy().astype(np.int64)
+    usable = (model_idx >= 0) & table[C.DOMAIN_IDX].is_valid().to_numpy(zero_copy_only=False)
+    has = np.bincount(row_user[usable], minlength=len(first)) > 0
+    return _Block(user[first], table[C.USER_KEY].combine_chunks().take(pa.array(first)),
+                  np.append(first[1:], len(user)) - 1, row_user, model_idx, usable, has)
+
+
+def history_batch(table: pa.Table, block: _Block, max_history: int) -> dict[str, Tensor]:
+    """The feed's batch format (:mod:`crossrec.feed`) for every user of the block, ``[B, L]``:
+    usable events, newest first, ages in days to the user's latest event."""
+    ts = table[C.TS].cast(pa.int64()).fill_null(0).to_numpy()
+    rows = np.flatnonzero(block.usable)                    # still sorted by (user, ts, seq)
+    ru = block.row_user[rows]
+    users = np.arange(block.size)
+    first = np.searchsorted(ru, users, side="left")
+    offsets, flat = history_slices(first, np.searchsorted(ru, users, side="right"), max_history)
+    pos = rows[flat]
+    slots = np.arange(max_history)
+    mask = slots < np.diff(offsets)[:, None]               # [B, L]
+    index = np.where(mask, offsets[:-1, None] + slots, 0)
+
+    def padded(values: np.ndarray, dtype: Any) -> Tensor:
+        out = values[index] if len(values) else np.zeros(mask.shape, dtype)
+        return torch.from_numpy(np.where(mask, out, 0).astype(dtype))
+
+    domain = table[C.DOMAIN_IDX].fill_null(0).to_numpy().astype(np.int64)
+    value = table[C.VALUE].fill_null(0.0).to_numpy().astype(np.float32)
+    age = (ts[block.last[ru[flat]]] - ts[pos]) / _US_PER_DAY
+    return {C.HIST_ITEM: padded(block.model_idx[pos], np.int64),
+            C.HIST_DOMAIN: padded(domain[pos], np.int64),
+            C.HIST_AGE: padded(age, np.float32), C.HIST_VALUE: padded(value[pos], np.float32),
+            C.HIST_MASK: torch.from_numpy(mask)}
+
+
+def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> Iterator[pa.RecordBatch]:
+    block = _decode(table)
+    batch = {k: v.to(state.device) for k, v in history_batch(table, block, plan.max_history).items()}
+    users = state.model.user_vectors(batch, state.table)                     # [B, T, D]
+    groups = [(torch.from_numpy(np.flatnonzero(block.has_history)).to(state.device), SOURCE_MODEL),
+              (torch.from_numpy(np.flatnonzero(~block.has_history)).to(state.device), SOURCE_POPULAR)]
+    consumed = np.flatnonzero(block.model_idx >= 0)
+    for s, cand in enumerate(plan.candidates):
+        dom = state.domains[s]
+        mine = consumed[state.slot_of[block.model_idx[consumed]] == s]
+        excl = (torch.from_numpy(block.row_user[mine]).to(state.device),
+                torch.from_numpy(state.col_of[block.model_idx[mine]]).to(state.device))
+        for rows, source in groups:
+            if len(rows) == 0 or len(cand.model_idx) == 0:
+                continue
+            if source == SOURCE_MODEL:
+                scores = users[rows, cand.domain_idx] @ dom.vectors.T + dom.bias    # [b, M]
+            else:
+                scores = dom.popular.expand(len(rows), -1).clone()
+            vals, cols = top_k(exclude(scores, rows, excl, block.size), plan.k)
+            yield _rows(block, cand, rows.cpu().numpy(), vals, cols, source)
+
+
+def exclude(scores: Tensor, rows: Tensor, consumed: tuple[Tensor, Tensor], n_users: int) -> Tensor:
+    """``scores`` [b, M] of the block's users ``rows`` [b] (of ``n_users``), -inf in place at the
+    consumed (block user, column) pairs."""
+    user, col = consumed
+    at = torch.full((n_users,), -1, dtype=torch.long, device=scores.device)
+    at[rows] = torch.arange(len(rows), device=scores.device)
+    at = at[user]
+    keep = at >= 0
+    scores[at[keep], col[keep]] = float("-inf")
+    return scores
+
+
+def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Scores [B, M] (-inf: not a candidate) -> the best min(k, M) per row as (values, columns),
+    higher score first, equal scores by smaller column; -inf entries come last (drop them)."""
+    k = min(k, scores.shape[1])
+    probe = min(k + 1, scores.shape[1])
+    vals, cols = scores.topk(probe, dim=1)                 # sorted, but ties in any order
+    # a tie straddling the k-th place: topk may have kept a larger column than one it left out
+    straddle = (vals[:, k - 1] == vals[:, probe - 1]) & torch.isfinite(vals[:, k - 1]) & (probe > k)
+    vals, cols = vals[:, :k], cols[:, :k]
+    cols, order = cols.sort(dim=1)                          # ties inside the top k: column order
+    vals = vals.gather(1, order)
+    vals, order = vals.sort(dim=1, descending=True, stable=True)
+    cols = cols.gather(1, order)
+    rows = straddle.nonzero().squeeze(1)
+    if len(rows):  # rare with real-valued scores: sort those rows fully (stable keeps columns)
+        v, c = scores[rows].sort(dim=1, descending=True, stable=True)
+        vals[rows], cols[rows] = v[:, :k], c[:, :k]
+    return vals, cols
+
+
+def _rows(block: _Block, cand: Candidates, rows: np.ndarray, vals: Tensor, cols: Tensor,
+          source: str) -> pa.RecordBatch:
+    vals, cols = vals.cpu().numpy(), cols.cpu().numpy()
+    keep = np.isfinite(vals)                               # [b, k]: fewer candidates than k
+    r, j = np.nonzero(keep)
+    col = cols[r, j]
+    user = rows[r]
+    score = (cand.users[col] if source == SOURCE_POPULAR else vals[r, j]).astype(np.float32)
+    n = len(r)
+    return pa.RecordBatch.from_arrays([
+        block.user_key.take(pa.array(user)), pa.array(block.user_idx[user], pa.int32()),
+        pa.array([cand.domain] * n, pa.string()), pa.array(j + 1, pa.int32()),
+        pa.array(cand.item_id[col], pa.string()), pa.array(cand.item_idx[col], pa.int32()),
+        pa.array(score, pa.float32()), pa.array([source] * n, pa.string())], schema=_ARROW_OUT)
+
+
+def _task_threads() -> None:
+    """Torch threads = the task's cores unless OMP_NUM_THREADS says (as crossrec.text does):
+    torch defaults to all the machine's cores, so concurrent tasks would oversubscribe them."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is not None and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, int(ctx.cpus())))
