@@ -69,6 +69,8 @@ def test_trains_publishes_and_resumes(lake_root, tmp_path, capsys, spark):
     model, meta = load_artifact(Path(artifact_dir(lake, DATE).removeprefix("file://")))
     assert meta["domains"] == sorted(DOMAINS) and meta["encoder"] == "hash:32"
     assert meta["model_config"]["n_items"] == 12 and meta["model_config"]["text_dim"] == 32
+    assert meta["item_ids"] == [r["item_id"] for r in sorted(fixture_rows()[0], key=lambda r: r["item_idx"])]
+    assert meta["max_history"] == 5  # what scoring rebuilds histories with
 
     batch = next(ExampleFeed(FeedConfig(examples_dir(lake.path(EXAMPLES, DATE), "valid"), 4, 5)).epoch(0))
     with torch.no_grad():

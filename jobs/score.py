@@ -1,0 +1,173 @@
+"""Score: a trained model + the date's unified events and items -> top-K recommendations per
+(user, domain), published as dataset ``recommendations`` for the date.
+
+    ./spark-submit.sh score --lake data/demo/lake --run-date 2026-11-23 \\
+        [--model-date 2026-11-20] [--model-version <version>] [--k 10] [--domains drama,comedy] \\
+        [--block-users 1024] [--device auto|cpu|cuda] [--partitions N] [--master yarn ...]
+
+The model is the one published on ``--model-date`` (default: the latest on or before the run date;
+``--model-version`` picks one of that date's kept version folders). Every user in the date's
+events is scored from their latest history, users new since training included; items the model
+does not know are skipped and counted in the summary. Output partitioned by domain; rerunning a
+date replaces it with identical rows (the run id is a digest of the inputs and parameters).
+Exit status: 0 published, 2 bad arguments, no unified data or no model.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
+
+import crossrec
+from crossrec import score as S
+from crossrec.errors import InputError
+from crossrec.lake import Lake, Manifest, check_run_date, run_date_arg
+from crossrec.logs import event, timed
+from crossrec.schemas import columns as C
+from crossrec.schemas.lake import EVENTS, ITEMS, UNIFIED
+from crossrec.schemas.scoring import RECOMMENDATIONS, RECOMMENDATIONS_DATASET, SOURCE_POPULAR
+from crossrec.schemas.training import MODEL
+from crossrec.session import get_session
+from crossrec.store import join
+
+log = logging.getLogger("crossrec.score")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """What one run needs (parsed from the command line)."""
+
+    lake: str                          # lake root URL
+    run_date: str                      # YYYY-MM-DD: unified tables read, date published
+    model_date: str | None = None      # None: latest model on or before run_date
+    model_version: str | None = None   # None: the version published for model_date
+    k: int = 10
+    domains: tuple[str, ...] | None = None  # None: every domain of the model
+    block_users: int = 1024
+    device: str = "auto"
+    partitions: int | None = None      # None: spark.sql.shuffle.partitions
+
+
+def parse_args(argv: list[str] | None) -> ScoreConfig:
+    p = argparse.ArgumentParser(prog="score", description=__doc__.split("\n\n")[0])
+    p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
+    p.add_argument("--run-date", required=True, type=run_date_arg,
+                   help="unified run date to score and publish, YYYY-MM-DD")
+    p.add_argument("--model-date", type=run_date_arg, help="model run date (default: latest on or "
+                   "before --run-date)")
+    p.add_argument("--model-version", help="a kept version folder of the model date (default: "
+                   "the published one)")
+    p.add_argument("--k", type=int, default=10, help="items per list (default 10)")
+    p.add_argument("--domains", help="comma-separated domains (default: all the model's)")
+    p.add_argument("--block-users", type=int, default=1024,
+                   help="users per score block: one [users, items] matrix at a time (default 1024)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: cuda when the executor has one")
+    p.add_argument("--partitions", type=int, help="user partitions (default: shuffle partitions)")
+    a = p.parse_args(argv)
+    for name in ("k", "block_users", "partitions"):
+        value = getattr(a, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')}: expected >= 1, got {value}")
+    domains = tuple(d.strip() for d in a.domains.split(",") if d.strip()) if a.domains else None
+    return ScoreConfig(a.lake, a.run_date, a.model_date, a.model_version, a.k, domains,
+                       a.block_users, a.device, a.partitions)
+
+
+def resolve_model(lake: Lake, cfg: ScoreConfig) -> tuple[str, str, str]:
+    """(model run date, version, artifact folder) to score with."""
+    if cfg.model_date:
+        m = lake.manifest(MODEL, check_run_date(cfg.model_date))
+    else:
+        m = lake.manifest_on_or_before(MODEL, cfg.run_date)
+    if m is None:
+        when = cfg.model_date or f"on or before {cfg.run_date}"
+        raise InputError(f"{lake.root}: no published {MODEL!r} {when}; run train first")
+    version = cfg.model_version or m.version
+    folder = join(lake.date_dir(MODEL, m.run_date), f"_v_{version}")
+    if not lake.store.exists(join(folder, "model.json")):
+        raise InputError(f"{folder}: no model artifact (kept versions of {m.run_date}: "
+                         f"{m.version}, {m.previous})")
+    return m.run_date, version, folder
+
+
+def run_id_for(cfg: ScoreConfig, unified: Manifest, model_version: str, partitions: int) -> str:
+    """Same unified version, model, parameters and code version -> same run id and rows."""
+    params = {k: v for k, v in asdict(cfg).items() if k not in ("lake", "device")}
+    blob = json.dumps([crossrec.__version__, unified.version, model_version, partitions, params],
+                      sort_keys=True)
+    return f"{cfg.run_date.replace('-', '')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def write_recommendations(recs: DataFrame, path: str) -> dict[str, int]:
+    """Write partitioned by domain, rows of a file in (user, rank) order; counts observed."""
+    seen = Observation("recommendations")
+    observed = recs.observe(seen, F.count(F.lit(1)).alias("rows"),
+                            F.sum((F.col(C.SOURCE) == SOURCE_POPULAR).cast("long")).alias("popular"),
+                            F.sum((F.col(C.RANK) == 1).cast("long")).alias("lists"))
+    (observed.sortWithinPartitions(C.DOMAIN, C.USER_IDX, C.RANK)
+     .write.mode("errorifexists").partitionBy(C.DOMAIN).parquet(path))
+    return {k: int(seen.get[k] or 0) for k in ("rows", "popular", "lists")}
+
+
+def run(spark: Any, cfg: ScoreConfig) -> Manifest:
+    """Score and publish; raises InputError without unified data or a model."""
+    lake = Lake.open(cfg.lake, spark)
+    unified = lake.manifest(UNIFIED, cfg.run_date)
+    if unified is None:
+        raise InputError(f"{lake.date_dir(UNIFIED, cfg.run_date)}: no published {UNIFIED!r} "
+                         f"dataset for --run-date {cfg.run_date} (run ingest first)")
+    model_date, version, folder = resolve_model(lake, cfg)
+    events, items = lake.read(spark, EVENTS, cfg.run_date), lake.read(spark, ITEMS, cfg.run_date)
+    partitions = cfg.partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    with timed(log, "plan") as facts:
+        plan = S.plan_scoring(events, items, folder, cfg.k, list(cfg.domains) if cfg.domains else None,
+                              block_users=cfg.block_users, device=cfg.device)
+        facts.update(plan.facts)
+    run_id = run_id_for(cfg, unified, version, partitions)
+    staging = lake.stage(RECOMMENDATIONS_DATASET, cfg.run_date, run_id)
+    with timed(log, "score", partitions=partitions) as facts:
+        counts = write_recommendations(S.score_users(events, plan, partitions=partitions),
+                                       staging.path(RECOMMENDATIONS))
+        facts.update(counts)
+    manifest = lake.commit(staging, run_id, {RECOMMENDATIONS.name: counts}, extra={
+        "unified": {"run_date": unified.run_date, "version": unified.version},
+        "model": {"run_date": model_date, "version": version},
+        "params": {"k": cfg.k, "domains": [c.domain for c in plan.candidates],
+                   "block_users": cfg.block_users, "partitions": partitions},
+        "skipped": {"unknown_items": plan.facts["unknown_items"],
+                    "unscored_domains": plan.facts["unscored_domains"]},
+        "candidates": plan.facts["candidates"], "max_history": plan.max_history})
+    event(log, "published", dataset=RECOMMENDATIONS_DATASET, run_date=cfg.run_date,
+          version=manifest.version, **counts)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    spark = get_session("crossrec-score")
+    try:
+        manifest = run(spark, cfg)
+    except InputError as e:
+        log.error("%s", e)
+        return 2
+    lake = Lake.open(cfg.lake, spark)
+    print(json.dumps({"run_date": manifest.run_date, "version": manifest.version,
+                      "run_id": manifest.run_id, **manifest.extra,
+                      "tables": {RECOMMENDATIONS.name: {
+                          **manifest.tables[RECOMMENDATIONS.name],
+                          "path": lake.path(RECOMMENDATIONS, manifest.run_date)}}},
+                     indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
