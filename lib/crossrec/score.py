@@ -300,8 +300,9 @@ def _decode(table: pa.Table) -> _Block:
 
 
 def history_batch(table: pa.Table, block: _Block, max_history: int) -> dict[str, Tensor]:
-    """The feed's batch format (:mod:`crossrec.feed`) for every user of the block, ``[B, L]``:
-    usable events, newest first, ages in days to the user's latest event."""
+    """The feed's batch format (:mod:`crossrec.feed`) for every user of the block, ``[B, L']``
+    (L' <= L: the block's longest history): usable events, newest first, ages in days to the
+    user's latest event."""
     ts = table[C.TS].cast(pa.int64()).fill_null(0).to_numpy()
     rows = np.flatnonzero(block.usable)                    # still sorted by (user, ts, seq)
     ru = block.row_user[rows]
@@ -309,7 +310,8 @@ def history_batch(table: pa.Table, block: _Block, max_history: int) -> dict[str,
     first = np.searchsorted(ru, users, side="left")
     offsets, flat = history_slices(first, np.searchsorted(ru, users, side="right"), max_history)
     pos = rows[flat]
-    slots = np.arange(max_history)
+    # padding slots weigh exactly 0 in the tower: pad to the block's longest history, not L
+    slots = np.arange(max(1, int(np.diff(offsets).max(initial=0))))
     mask = slots < np.diff(offsets)[:, None]               # [B, L]
     index = np.where(mask, offsets[:-1, None] + slots, 0)
 
