@@ -344,7 +344,7 @@ def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> Iterator[
             if len(rows) == 0 or len(cand.model_idx) == 0:
                 continue
             if source == SOURCE_MODEL:
-                scores = users[rows, cand.domain_idx] @ dom.vectors.T + dom.bias    # [b, M]
+                scores = torch.addmm(dom.bias, users[rows, cand.domain_idx], dom.vectors.T)  # [b, M]
             else:
                 scores = dom.popular.expand(len(rows), -1).clone()
             vals, cols = top_k(exclude(scores, rows, excl, block.size), plan.k)
