@@ -248,8 +248,7 @@ def score_batches(batches: Iterator[pa.RecordBatch], plan: ScoringPlan) -> Itera
     state = None
     for block in user_blocks(batches, plan.block_users):
         state = state or _state(plan)
-        with torch.inference_mode():
-            yield from _score_block(block, plan, state)
+        yield from _score_block(block, plan, state)
 
 
 def user_blocks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
@@ -328,7 +327,10 @@ def history_batch(table: pa.Table, block: _Block, max_history: int) -> dict[str,
             C.HIST_MASK: torch.from_numpy(mask)}
 
 
-def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> Iterator[pa.RecordBatch]:
+@torch.inference_mode()
+def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> list[pa.RecordBatch]:
+    """RECOMMENDATIONS rows of one block: per domain, model users then popular users."""
+    out = []
     block = _decode(table)
     batch = {k: v.to(state.device) for k, v in history_batch(table, block, plan.max_history).items()}
     users = state.model.user_vectors(batch, state.table)                     # [B, T, D]
@@ -348,7 +350,8 @@ def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> Iterator[
             else:
                 scores = dom.popular.expand(len(rows), -1).clone()
             vals, cols = top_k(exclude(scores, rows, excl, block.size), plan.k)
-            yield _rows(block, cand, rows.cpu().numpy(), vals, cols, source)
+            out.append(_rows(block, cand, rows.cpu().numpy(), vals, cols, source))
+    return out
 
 
 def exclude(scores: Tensor, rows: Tensor, consumed: tuple[Tensor, Tensor], n_users: int) -> Tensor:

@@ -1,0 +1,248 @@
+"""Scoring benchmark: crossrec's recommend() beside Spark MLlib ALS ``recommendForAllUsers`` and a
+plain torch GEMM + topk of the same shapes, on synthetic data, in one run.
+
+    .venv/bin/python bench/score.py                       # 200k users, 2 x 20k items: one JSON
+    .venv/bin/python bench/score.py --skip-als --scaling 100000,300000,1000000
+
+Synthetic data: ``--users`` users with ``--events`` events each (items drawn by a hash, so every
+user consumes a few items of both domains), ``--domains`` domains of ``--items`` items, and a
+random CrossDomainModel artifact of dim ``--dim`` (text dim 32, L 50). Measured in one Python
+process and one SparkSession on ``--master`` (default local[2]):
+
+1. crossrec: ``recommend(..., k)`` forced with a no-op write (top-K per user and domain, consumed
+   items excluded, user vectors computed from history);
+2. ALS: ``ALSModel.recommendForAllUsers(k)`` forced the same way, with the same users, every item
+   (all domains at once: the same number of dot products), the same rank; fitted with maxIter=1
+   only to get factors (fit time not counted);
+3. peak: one torch process (as many threads as the master's cores) multiplying ``[B, D] x [D, M]``
+   blocks plus ``topk``, and the GEMM alone; crossrec's share of that rate is
+   2·users·items·D / wall over the GEMM's FLOP/s;
+4. ``--scaling``: crossrec's wall time and peak RSS (largest Python worker, and the JVM) per user
+   count.
+
+The load average before and after is recorded: the machine may be shared.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--users", type=int, default=200_000)
+    p.add_argument("--items", type=int, default=20_000, help="items per domain")
+    p.add_argument("--domains", type=int, default=2)
+    p.add_argument("--events", type=int, default=10, help="events per user")
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--block-users", type=int, default=1024)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--skip-als", action="store_true")
+    p.add_argument("--skip-main", action="store_true", help="only the scaling series")
+    p.add_argument("--scaling", default="", help="comma-separated user counts, e.g. 100000,1000000")
+    p.add_argument("--work", default="", help="folder for synthetic data (default: a temp dir)")
+    return p.parse_args(argv)
+
+
+# --- synthetic data -------------------------------------------------------------------------------
+
+def write_events(spark: Any, path: str, users: int, events: int, items: int, domains: int) -> None:
+    """EVENTS rows: user u's j-th event is a hashed item, a day apart, a rating 1..5."""
+    from pyspark.sql import functions as F
+
+    from crossrec.schemas import columns as C
+    from crossrec.schemas.lake import EVENTS
+
+    n_items = items * domains
+    df = spark.range(users * events).select(
+        (F.col("id") / events).cast("int").alias(C.USER_IDX), (F.col("id") % events).cast("int").alias(C.SEQ))
+    item = F.pmod(F.xxhash64(C.USER_IDX, C.SEQ), F.lit(n_items)).cast("int")
+    df = df.select(
+        C.USER_IDX, C.SEQ, F.format_string("u%08d", F.col(C.USER_IDX)).alias(C.USER_KEY),
+        item.alias(C.ITEM_IDX), F.format_string("i%07d", item).alias(C.ITEM_ID),
+        F.format_string("d%d", (item / items).cast("int")).alias(C.DOMAIN),
+        F.lit("p").alias(C.PLATFORM), F.lit("rating").alias(C.EVENT_TYPE),
+        (F.pmod(F.xxhash64(C.SEQ, C.USER_IDX), F.lit(5)) + 1).cast("double").alias(C.VALUE),
+        F.lit(1.0).alias(C.WEIGHT),
+        F.timestamp_seconds(F.lit(1_700_000_000) + F.col(C.SEQ) * 86_400 + F.col(C.USER_IDX) % 997).alias(C.TS))
+    EVENTS.select(df).write.mode("overwrite").parquet(path)
+
+
+def items_frame(spark: Any, items: int, domains: int) -> Any:
+    """The ITEMS columns scoring reads (item_idx, item_id, domain)."""
+    from pyspark.sql import functions as F
+
+    from crossrec.schemas import columns as C
+
+    return spark.range(items * domains).select(
+        F.col("id").cast("int").alias(C.ITEM_IDX), F.format_string("i%07d", F.col("id")).alias(C.ITEM_ID),
+        F.format_string("d%d", (F.col("id") / items).cast("int")).alias(C.DOMAIN))
+
+
+def write_artifact(path: Path, items: int, domains: int, dim: int) -> None:
+    import torch
+
+    from crossrec.model import CrossDomainModel, ModelConfig
+    from crossrec.train.artifact import save_artifact
+
+    n = items * domains
+    torch.manual_seed(0)
+    model = CrossDomainModel(ModelConfig(n, domains, 32, dim=dim),
+                             torch.nn.functional.normalize(torch.randn(n, 32), dim=1),
+                             torch.arange(n) // items)
+    with torch.no_grad():
+        model.items.bias.weight.normal_(0, 0.1)
+    save_artifact(path, model, {"domains": [f"d{t}" for t in range(domains)],
+                                "item_ids": [f"i{i:07d}" for i in range(n)], "max_history": 50})
+
+
+# --- measurements ---------------------------------------------------------------------------------
+
+class PeakRss:
+    """Samples the RSS of this process's descendants every 0.2 s: the largest Python worker and
+    the JVM (``with PeakRss() as peak: ...; peak.python_mb``)."""
+
+    def __enter__(self) -> "PeakRss":
+        self.python_mb = self.jvm_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            for p in me.children(recursive=True):
+                try:
+                    name, rss = p.name(), p.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                if "java" in name:
+                    self.jvm_mb = max(self.jvm_mb, rss)
+                elif "python" in name:
+                    self.python_mb = max(self.python_mb, rss)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def time_crossrec(spark: Any, events_path: str, items: Any, art: str, a: argparse.Namespace) -> dict:
+    from crossrec.score import recommend
+    from crossrec.schemas.lake import EVENTS
+
+    events = spark.read.schema(EVENTS.as_spark_schema()).parquet(events_path)
+    with PeakRss() as peak:
+        t0 = time.perf_counter()
+        recs = recommend(events, items, art, a.k, block_users=a.block_users, partitions=a.partitions)
+        recs.write.format("noop").mode("overwrite").save()
+        wall = time.perf_counter() - t0
+    return {"seconds": round(wall, 2), "peak_python_worker_mb": round(peak.python_mb),
+            "peak_jvm_mb": round(peak.jvm_mb)}
+
+
+def time_als(spark: Any, events_path: str, a: argparse.Namespace) -> dict:
+    from pyspark.ml.recommendation import ALS
+
+    from crossrec.schemas import columns as C
+
+    ratings = spark.read.parquet(events_path).select(C.USER_IDX, C.ITEM_IDX, C.VALUE)
+    t0 = time.perf_counter()
+    model = ALS(rank=a.dim, maxIter=1, userCol=C.USER_IDX, itemCol=C.ITEM_IDX, ratingCol=C.VALUE,
+                seed=0).fit(ratings)
+    fit = time.perf_counter() - t0
+    n_items = model.itemFactors.count()  # items nobody rated have no factor: say how many ALS ranks
+    t0 = time.perf_counter()
+    model.recommendForAllUsers(a.k).write.format("noop").mode("overwrite").save()
+    return {"seconds": round(time.perf_counter() - t0, 2), "fit_seconds_not_counted": round(fit, 1),
+            "items_with_factors": n_items}
+
+
+def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 8.0) -> dict:
+    """FLOP/s of [B, D] x [D, M] (fp32), alone and with topk(k), on ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    u = torch.randn(a.block_users, a.dim)
+    v = torch.randn(a.items, a.dim)
+    flops = 2.0 * a.block_users * a.items * a.dim
+    out = {}
+    for name, with_topk in (("gemm", False), ("gemm_topk", True)):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            s = u @ v.T
+            if with_topk:
+                s.topk(a.k, dim=1)
+            n += 1
+        rate = n * flops / (time.perf_counter() - t0)
+        out[f"{name}_gflops"] = round(rate / 1e9, 1)
+    total = 2.0 * a.users * a.items * a.domains * a.dim
+    out["gemm_seconds_for_all_users"] = round(total / (out["gemm_gflops"] * 1e9), 2)
+    out["gemm_topk_seconds_for_all_users"] = round(total / (out["gemm_topk_gflops"] * 1e9), 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    from crossrec.session import get_session
+
+    spark = get_session("crossrec-bench-score", master=a.master,
+                        conf={"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": str(a.partitions)})
+    cores = spark.sparkContext.defaultParallelism
+    work = Path(a.work or tempfile.mkdtemp(prefix="crossrec-bench-score-"))
+    art = work / "artifact"
+    write_artifact(art, a.items, a.domains, a.dim)
+    items = items_frame(spark, a.items, a.domains).cache()
+    items.count()
+    result: dict[str, Any] = {
+        "shape": {"users": a.users, "items_per_domain": a.items, "domains": a.domains,
+                  "events_per_user": a.events, "dim": a.dim, "k": a.k, "block_users": a.block_users,
+                  "partitions": a.partitions},
+        "machine": {"master": a.master, "cores": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_before": os.getloadavg()}}
+    if not a.skip_main:
+        path = str(work / f"events_{a.users}")
+        write_events(spark, path, a.users, a.events, a.items, a.domains)
+        result["crossrec"] = time_crossrec(spark, path, items, str(art), a)
+        flops = 2.0 * a.users * a.items * a.domains * a.dim
+        result["crossrec"]["gflops"] = round(flops / result["crossrec"]["seconds"] / 1e9, 1)
+        result["peak"] = gemm_peak(a, cores)
+        result["crossrec"]["share_of_gemm_rate"] = round(
+            result["crossrec"]["gflops"] / result["peak"]["gemm_gflops"], 3)
+        result["crossrec"]["share_of_gemm_topk_rate"] = round(
+            result["crossrec"]["gflops"] / result["peak"]["gemm_topk_gflops"], 3)
+        if not a.skip_als:
+            result["als"] = time_als(spark, path, a)
+            result["als_over_crossrec"] = round(result["als"]["seconds"] / result["crossrec"]["seconds"], 2)
+    series = []
+    for users in [int(x) for x in a.scaling.split(",") if x.strip()]:
+        path = str(work / f"events_{users}")
+        write_events(spark, path, users, a.events, a.items, a.domains)
+        run = time_crossrec(spark, path, items, str(art), a)
+        series.append({"users": users, **run, "us_per_user": round(1e6 * run["seconds"] / users, 1)})
+        print(json.dumps(series[-1]), file=sys.stderr, flush=True)
+    if series:
+        result["scaling"] = series
+    result["machine"]["loadavg_after"] = os.getloadavg()
+    print(json.dumps(result, indent=2))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
