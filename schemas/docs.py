@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from .evaluation import PUBLISHED_EVALUATION
 from .lake import CATALOG_RAW, LINKS_RAW, PUBLISHED
 from .scoring import PUBLISHED_RECOMMENDATIONS
 from .training import ITEM_VECTORS, PUBLISHED_EXAMPLES
@@ -23,6 +24,7 @@ def render() -> str:
             f"## Published by build_examples (dataset `examples`)\n\n{_section(PUBLISHED_EXAMPLES)}\n\n"
             f"## Published by score (dataset `recommendations`)\n\n"
             f"{_section(PUBLISHED_RECOMMENDATIONS)}\n\n"
+            f"## Published by evaluate (dataset `evaluation`)\n\n{_section(PUBLISHED_EVALUATION)}\n\n"
             f"## Raw inputs (logical columns; physical names come from the sources file)\n\n{raw}\n")
 
 
