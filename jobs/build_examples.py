@@ -4,12 +4,14 @@ target with the user's history before it) and the domain vocabulary, published a
 
     ./spark-submit.sh build_examples --lake data/demo/lake --run-date 2026-11-23 \\
         [--max-history 50] [--min-value 4.0 | --min-value none] [--valid-frac 0.1] \\
-        [--rows-per-group 65536] [--master yarn --conf k=v ...]
+        [--rows-per-group 65536] [--force] [--config crossrec.toml] [--master yarn --conf k=v ...]
 
 Examples are written per split (``examples/split=train``, ``examples/split=valid``) in files of
 one row group each (about ``--rows-per-group`` rows), rows in a fixed pseudo-random order (a hash
 of ``(user_idx, seq)``), so that the feed can shard by row group and every row group is a sample
-of all users. Exit status: 0 published, 2 bad arguments or no unified dataset for the date.
+of all users. A rerun with the same unified version, parameters and code publishes nothing
+(``--force`` builds anyway). Exit status: 0 published or unchanged, 2 bad arguments or no
+unified dataset for the date.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ from pyspark.sql import functions as F
 
 import crossrec
 from crossrec import examples as X
+from crossrec.cli import exit_status, job_parser, parse, setup_logging
 from crossrec.errors import InputError
-from crossrec.lake import Lake, Manifest, Staging, run_date_arg
+from crossrec.lake import Lake, Manifest, Staging
 from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, ITEMS, UNIFIED
@@ -48,6 +51,7 @@ class BuildExamplesConfig:
     min_value: float | None = 4.0  # None: every event with weight > 0 is a target
     valid_frac: float = 0.1
     rows_per_group: int = 65_536
+    force: bool = False       # build even if this run id is already published for the date
 
 
 def _min_value(text: str) -> float | None:
@@ -60,10 +64,7 @@ def _min_value(text: str) -> float | None:
 
 
 def parse_args(argv: list[str] | None) -> BuildExamplesConfig:
-    p = argparse.ArgumentParser(prog="build_examples", description=__doc__.split("\n\n")[0])
-    p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
-    p.add_argument("--run-date", required=True, type=run_date_arg,
-                   help="unified run date to read and publish, YYYY-MM-DD")
+    p = job_parser("build_examples", __doc__, "unified run date to read and publish")
     p.add_argument("--max-history", type=int, default=50, help="L, the longest history (default 50)")
     p.add_argument("--min-value", type=_min_value, default=4.0,
                    help="value of a positive (default 4.0); 'none': every event with weight > 0")
@@ -71,7 +72,9 @@ def parse_args(argv: list[str] | None) -> BuildExamplesConfig:
                    help="each user's latest share of targets held out (default 0.1)")
     p.add_argument("--rows-per-group", type=int, default=65_536,
                    help="rows per Parquet row group and file (default 65536)")
-    a = p.parse_args(argv)
+    p.add_argument("--force", action="store_true",
+                   help="build again even if the unified version and parameters are unchanged")
+    a = parse(p, argv, "build_examples")
     if a.max_history < 1:
         p.error(f"--max-history: expected >= 1, got {a.max_history}")
     if not 0.0 <= a.valid_frac < 1.0:
@@ -79,12 +82,17 @@ def parse_args(argv: list[str] | None) -> BuildExamplesConfig:
     if a.rows_per_group < 1:
         p.error(f"--rows-per-group: expected >= 1, got {a.rows_per_group}")
     return BuildExamplesConfig(a.lake, a.run_date, a.max_history, a.min_value, a.valid_frac,
-                               a.rows_per_group)
+                               a.rows_per_group, a.force)
+
+
+def params_of(cfg: BuildExamplesConfig) -> dict[str, Any]:
+    """The parameters that shape the output (not where it goes, nor ``force``)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("lake", "run_date", "force")}
 
 
 def run_id_for(cfg: BuildExamplesConfig, unified: Manifest) -> str:
     """Same unified version, parameters and code version -> same run id."""
-    params = {k: v for k, v in asdict(cfg).items() if k != "lake"}
+    params = {"run_date": cfg.run_date, **params_of(cfg)}
     blob = json.dumps([crossrec.__version__, unified.version, params], sort_keys=True)
     return f"{cfg.run_date.replace('-', '')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
@@ -133,12 +141,17 @@ def run(spark: SparkSession, cfg: BuildExamplesConfig) -> Manifest:
         raise InputError(f"{lake.date_dir(UNIFIED, cfg.run_date)}: no published {UNIFIED!r} "
                          f"dataset for --run-date {cfg.run_date} (run ingest first)")
     run_id = run_id_for(cfg, unified)
+    published = lake.manifest(EXAMPLES_DATASET, cfg.run_date)
+    if published is not None and published.run_id == run_id and not cfg.force:
+        event(log, "skipped", dataset=EXAMPLES_DATASET, run_date=cfg.run_date,
+              version=published.version, reason="unified version and parameters unchanged")
+        return published
     staging = lake.stage(EXAMPLES_DATASET, cfg.run_date, run_id)
     rows = build(spark, cfg, lake, staging)
     splits = rows["splits"]
     tables = {EXAMPLES.name: {"rows": sum(splits.values()), "splits": splits},
               DOMAINS.name: {"rows": rows["domains"]}}
-    params = {k: v for k, v in asdict(cfg).items() if k not in ("lake", "run_date")}
+    params = params_of(cfg)
     manifest = lake.commit(staging, run_id, tables, extra={
         "unified": {"run_date": unified.run_date, "version": unified.version,
                     "run_id": unified.run_id},
@@ -150,21 +163,21 @@ def run(spark: SparkSession, cfg: BuildExamplesConfig) -> Manifest:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     spark = get_session("crossrec-build-examples")
-    try:
-        manifest = run(spark, cfg)
-    except InputError as e:
-        log.error("%s", e)
-        return 2
-    lake = Lake.open(cfg.lake, spark)
-    summary = {"run_date": manifest.run_date, "version": manifest.version,
-               "run_id": manifest.run_id, **manifest.extra,
-               "tables": {t.name: {**manifest.tables[t.name], "path": lake.path(t, manifest.run_date)}
-                          for t in (DOMAINS, EXAMPLES)}}
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
 
+    def body() -> int:
+        manifest = run(spark, cfg)
+        lake = Lake.open(cfg.lake, spark)
+        summary = {"run_date": manifest.run_date, "version": manifest.version,
+                   "run_id": manifest.run_id, **manifest.extra,
+                   "tables": {t.name: {**manifest.tables[t.name],
+                                       "path": lake.path(t, manifest.run_date)}
+                              for t in (DOMAINS, EXAMPLES)}}
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+
+    return exit_status(log, body)
 
 if __name__ == "__main__":
     sys.exit(main())

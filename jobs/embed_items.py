@@ -1,7 +1,8 @@
 """Embed items: each catalog item's text -> an L2-normalised vector, once per catalog version.
 
     ./spark-submit.sh embed_items --lake data/demo/lake --run-date 2026-11-23 \\
-        [--encoder all-MiniLM-L6-v2 | hash:256 | /path/to/model-dir] [--batch-size 256] [--force]
+        [--encoder all-MiniLM-L6-v2 | hash:256 | /path/to/model-dir] [--batch-size 256] [--force] \\
+        [--config crossrec.toml]
 
 Reads the unified ``items`` table ingest published for the run date and publishes
 ``item_vectors`` (schemas/training.py) for that date. The encoding runs on executors
@@ -18,7 +19,6 @@ Exit status: 0 published or skipped, 2 bad arguments, encoder or input.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -27,8 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from crossrec.errors import ConfigError, InputError
-from crossrec.lake import Lake, Manifest, run_date_arg
+from crossrec.cli import exit_status, job_parser, parse, setup_logging
+from crossrec.errors import InputError
+from crossrec.lake import Lake, Manifest
 from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import ITEMS, UNIFIED
@@ -52,15 +53,12 @@ class EmbedConfig:
 
 
 def parse_args(argv: list[str] | None) -> EmbedConfig:
-    p = argparse.ArgumentParser(prog="embed_items", description=__doc__.split("\n\n")[0])
-    p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
-    p.add_argument("--run-date", required=True, type=run_date_arg,
-                   help="unified catalog to embed, YYYY-MM-DD")
+    p = job_parser("embed_items", __doc__, "unified catalog to embed")
     p.add_argument("--encoder", default=DEFAULT_ENCODER,
                    help=f"{DEFAULT_ENCODER} (default), hash:<dim>, or a local model directory")
     p.add_argument("--batch-size", type=int, default=256, help="texts per encode call")
     p.add_argument("--force", action="store_true", help="re-embed an unchanged catalog")
-    a = p.parse_args(argv)
+    a = parse(p, argv, "embed_items")
     if a.batch_size < 1:
         p.error(f"--batch-size {a.batch_size}: expected a positive integer")
     return EmbedConfig(a.lake, a.run_date, a.encoder, a.batch_size, a.force)
@@ -147,19 +145,17 @@ def write_vectors(vectors: Any, path: str, expected: int) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     start = time.perf_counter()
-    try:
+
+    def body() -> int:
         spec = EncoderSpec.parse(cfg.encoder)  # a bad encoder fails before Spark starts
         summary = run(get_session("crossrec-embed-items"), cfg, spec)
-    except (ConfigError, InputError) as e:
-        log.error("%s", e)
-        return 2
-    summary["seconds"] = round(time.perf_counter() - start, 3)
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
+        summary["seconds"] = round(time.perf_counter() - start, 3)
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
 
+    return exit_status(log, body)
 
 if __name__ == "__main__":
     sys.exit(main())

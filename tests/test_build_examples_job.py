@@ -101,7 +101,7 @@ def test_rerun_is_deterministic_and_min_value_none(spark, lake, capsys):
 
     assert _run(lake, "--rows-per-group", "3") == 0
     first, run_id = files(), json.loads(capsys.readouterr().out)["run_id"]
-    assert _run(lake, "--rows-per-group", "3") == 0
+    assert _run(lake, "--rows-per-group", "3", "--force") == 0  # unforced, it is skipped
     assert files() == first and json.loads(capsys.readouterr().out)["run_id"] == run_id
     assert _run(lake, "--min-value", "none", "--valid-frac", "0") == 0
     assert json.loads(capsys.readouterr().out)["rows"] == {"train": len(EVENTS), "valid": 0}

@@ -55,17 +55,17 @@ class Published:
     tables: dict[str, Rows]
 
 
-def args(sources: Path, lake: Path, dev_key: bool = True) -> list[str]:
+def args(sources: Path, lake: Path, dev_key: bool = True, *extra: str) -> list[str]:
     return ["--sources", str(sources), "--lake", str(lake), "--run-date", DATE,
-            *(["--dev-key"] if dev_key else [])]
+            *(["--dev-key"] if dev_key else []), *extra]
 
 
-def ingest_here(sources: Path, lake: Path, dev_key: bool = True) -> int:
+def ingest_here(sources: Path, lake: Path, dev_key: bool = True, *extra: str) -> int:
     """``jobs.ingest.main`` in this process, without a real key. Callers hold the ``spark``
     fixture, so the job gets the session's Spark rather than starting its own."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(ENV_VAR, raising=False)
-        return ingest.main(args(sources, lake, dev_key))
+        return ingest.main(args(sources, lake, dev_key, *extra))
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +109,19 @@ def _error_messages():
         logging.getLogger().removeHandler(handler)
 
 
-def _run_here(sources: Path, lake: Path, dev_key: bool = True) -> Outcome:
+def _run_here(sources: Path, lake: Path, dev_key: bool = True, *extra: str) -> Outcome:
     before = pointer_bytes(lake, DATE)
     with _error_messages() as records:
-        rc = ingest_here(sources, lake, dev_key)
+        rc = ingest_here(sources, lake, dev_key, *extra)
     return Outcome(lake, rc, [r.getMessage() for r in records], before)
 
 
 @pytest.fixture(scope="module")
 def rerun(base, tmp_path_factory) -> Outcome:
-    """The base inputs run again into (a copy of) the base lake."""
+    """The base inputs run again into (a copy of) the base lake (forced: unforced, an unchanged
+    run id is skipped)."""
     lake = copy_lake(base.lake, tmp_path_factory.mktemp("rerun") / "lake")
-    return _run_here(base.sources, lake)
+    return _run_here(base.sources, lake, True, "--force")
 
 
 def _gate_failure(lake: Path, root: Path) -> Outcome:

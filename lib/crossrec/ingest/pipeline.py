@@ -6,6 +6,7 @@ the gate checks exactly the bytes that will be published and nothing is computed
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -45,12 +46,21 @@ class IngestConfig:
     lake: str              # lake root URL
     run_date: str          # YYYY-MM-DD
     dev_key: bool = False  # use the fixed development key (demo/local only)
+    force: bool = False    # ingest even if the run id (inputs, key, code) is already published
 
 
-def run_id_for(sources: Sources, run_date: str, parsed: dict[str, Parsed]) -> str:
-    """Same inputs (path, size, mtime), config, date and code version -> same run id."""
+def key_id(key: bytes) -> str:
+    """A public name of the pseudonymisation key: HMAC of a constant, so it reveals nothing
+    about the key, yet a rotated key gets a new run id (and a new publication)."""
+    return hmac.new(key, b"crossrec-key-id", hashlib.sha256).hexdigest()[:16]
+
+
+def run_id_for(sources: Sources, run_date: str, parsed: dict[str, Parsed],
+               key: bytes = b"") -> str:
+    """Same inputs (path, size, mtime), config, date, key and code version -> same run id."""
     files = [(f.path, f.size, f.mtime_ms) for p in parsed.values() for f in p.files]
-    blob = json.dumps([crossrec.__version__, run_date, asdict(sources), files], sort_keys=True)
+    blob = json.dumps([crossrec.__version__, run_date, asdict(sources), files, key_id(key)],
+                      sort_keys=True)
     return f"{run_date.replace('-', '')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -133,11 +143,10 @@ def slim(checked: DataFrame) -> DataFrame:
             .withColumn(C.SOURCE_FILE, F.when(bad, F.col(C.SOURCE_FILE))))
 
 
-def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes, store_of: StoreOf,
+def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
+          parsed: dict[str, Parsed], run_id: str,
           lake: Lake) -> tuple[Staging, dict[str, DataFrame], quality.Counts]:
-    """Read, check, unify and write every table into a new staging version."""
-    parsed = read_all(spark, sources, store_of)
-    run_id = run_id_for(sources, run_date, parsed)
+    """Check, unify and write every table read into ``parsed`` into a new staging version."""
     staging = lake.stage(UNIFIED, run_date, run_id)
     checked = check_all(parsed, sources, run_date)
     platforms = [p.name for p in sources.platforms]
@@ -222,8 +231,14 @@ def run(spark: SparkSession, cfg: IngestConfig) -> Manifest:
         scheme = url.split("://", 1)[0]
         return stores.setdefault(scheme, Store.create(url, spark))
 
-    staging, tables, counts = stage(spark, sources, cfg.run_date, key, store_of, lake)
-    run_id = staging.version.split("_", 1)[1]
+    parsed = read_all(spark, sources, store_of)
+    run_id = run_id_for(sources, cfg.run_date, parsed, key)
+    published = lake.manifest(UNIFIED, cfg.run_date)
+    if published is not None and published.run_id == run_id and not cfg.force:
+        event(log, "skipped", dataset=UNIFIED, run_date=cfg.run_date, version=published.version,
+              reason="inputs, sources, key and code unchanged")
+        return published
+    staging, tables, counts = stage(spark, sources, cfg.run_date, key, parsed, run_id, lake)
     with timed(log, "quality_gate"):
         rows = gate(spark, lake, staging, tables, counts, sources, run_id)
     duplicates = counts.joined - rows[EVENTS.name]
