@@ -65,6 +65,7 @@ Defaults (a user --conf for the same key wins):
 $(printf '  --conf %s\n' "${DEFAULT_CONFS[@]}")
 
 Examples:
+  ./$PROG pipeline --date 2026-01-01 --config crossrec.toml   # every stage, see docs/operations.md
   ./$PROG ingest --help
   ./$PROG ingest --sources data/demo/raw/sources.toml --lake data/demo/lake --run-date 2026-01-01
   ./$PROG ingest --master yarn --conf spark.executor.instances=4 -- --sources s3a://bucket/sources.toml
@@ -74,6 +75,10 @@ Environment:
   PYSPARK_PYTHON      executors' python (default: the venv's, when the master is local)
   CROSSREC_LOCAL_DRIVER_MEMORY  driver memory in local mode unless given (default 4g)
   CROSSREC_DRY_RUN=1  print the spark-submit command, one argument per line, instead of running it
+
+A local file given as the job's --config is shipped with --files (in --deploy-mode cluster the job
+reads it by its base name); the pipeline job also ships the other jobs' files with --py-files.
+./$PROG --package builds dist/crossrec.zip, prints its path and exits (for Airflow or a cluster).
 EOF
 }
 
@@ -118,8 +123,8 @@ main() {
         exit 2
     fi
 
-    local job="" master="" properties_file="" arg opt val
-    local -a spark_args=() job_args=() user_py_files=() user_conf_keys=()
+    local job="" master="" deploy_mode="" properties_file="" arg opt val
+    local -a spark_args=() job_args=() user_py_files=() user_files=() user_conf_keys=()
     while (( $# )); do
         arg="$1"
         shift
@@ -139,7 +144,9 @@ main() {
             fi
             case "$opt" in
                 --master) master="$val" ;;
+                --deploy-mode) deploy_mode="$val"; spark_args+=("$opt" "$val") ;;
                 --py-files) user_py_files+=("$val") ;;
+                --files) user_files+=("$val") ;;
                 --conf|-c)
                     [[ "$val" == *=* ]] || die "$opt expects KEY=VALUE, got '$val'"
                     user_conf_keys+=("${val%%=*}")
@@ -154,6 +161,7 @@ main() {
         elif [[ -z "$job" ]]; then
             case "$arg" in
                 -h|--help) usage; exit 0 ;;
+                --package) build_zip; printf '%s\n' "$ZIP"; exit 0 ;;
                 -*) die "expected JOB before job option '$arg' (see --help)" ;;
             esac
             job="$arg"
@@ -182,9 +190,34 @@ main() {
 
     build_zip
     local py_files="$ZIP" f
+    if [[ "$job" == pipeline ]]; then
+        # the pipeline imports the other jobs in-process; a cluster driver has only what is shipped
+        for f in "$JOBS_DIR"/*.py; do
+            [[ "$(basename "$f")" == _* || "$f" == "$script" ]] || py_files+=",$f"
+        done
+    fi
     for f in "${user_py_files[@]}"; do
         py_files+=",$f"
     done
+
+    # A local --config file travels with the job (--files); in cluster deploy mode the driver runs
+    # remotely and finds it under its own name in its working directory.
+    local files="" i
+    for i in "${!job_args[@]}"; do
+        local cfg_file="" cfg_prefix=""
+        if [[ "${job_args[$i]}" == --config && $((i + 1)) -lt ${#job_args[@]} ]]; then
+            cfg_file="${job_args[$((i + 1))]}"; i=$((i + 1))
+        elif [[ "${job_args[$i]}" == --config=* ]]; then
+            cfg_file="${job_args[$i]#--config=}"; cfg_prefix="--config="
+        fi
+        [[ -n "$cfg_file" && -f "$cfg_file" && "$cfg_file" != *://* ]] || continue
+        files+="${files:+,}$cfg_file"
+        [[ "$deploy_mode" == cluster ]] && job_args[i]="$cfg_prefix$(basename "$cfg_file")"
+    done
+    for f in "${user_files[@]}"; do
+        files+="${files:+,}$f"
+    done
+    [[ -z "$files" ]] || spark_args+=(--files "$files")
 
     local -a set_keys=("${user_conf_keys[@]}") conf_args=()
     if [[ -n "$properties_file" ]]; then

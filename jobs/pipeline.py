@@ -5,10 +5,10 @@
         [--set train.pretrain_epochs=1 --set embed_items.encoder=hash:64 ...] \\
         [--master yarn --conf k=v ...]
 
-Stages: ingest -> embed_items -> build_examples -> train (-> score -> evaluate once those jobs
-exist). Each stage is its job's ``main`` called in-process with ``--config``, ``--lake`` and
-``--run-date`` plus the stage's ``--set`` overrides, so ``./spark-submit.sh JOB`` alone and the
-pipeline run the same code with the same settings. Every stage is idempotent for the date: a
+Stages: ingest -> embed_items -> build_examples -> train -> score -> evaluate. Each stage is its
+job's ``main`` called in-process with ``--lake``, ``--run-date`` and the options of its
+``[stage]`` table in ``--config`` (``--set`` over them), so ``./spark-submit.sh JOB`` alone and
+the pipeline run the same code with the same settings. Every stage is idempotent for the date: a
 stage whose inputs' versions and parameters are unchanged publishes nothing (``skipped``), so
 rerunning a date after a failure or a kill redoes only what is missing.
 
@@ -35,7 +35,8 @@ from crossrec.cli import job_parser, parse, setup_logging
 from crossrec.lake import Lake, Manifest
 from crossrec.logs import event
 from crossrec.session import get_session
-from crossrec.settings import load_settings
+from crossrec.errors import ConfigError
+from crossrec.settings import Settings, load_settings
 
 log = logging.getLogger("crossrec.pipeline")
 
@@ -51,12 +52,14 @@ class Stage:
     on_or_before: bool = False  # publishes only when its inputs change (a date may have none)
 
 
-# The order is the pipeline. score and evaluate plug in by one line each once their jobs land.
+# The order is the pipeline; a new stage is one line here (and a task in dags/crossrec_daily.py).
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "unified"),
     Stage("embed_items", "item_text", (("unified", "items"),), on_or_before=True),
     Stage("build_examples", "examples", (("unified", "events"),)),
     Stage("train", "model", (("examples", "examples"),)),
+    Stage("score", "recommendations", (("unified", "events"),)),
+    Stage("evaluate", "evaluation", (("unified", "events"),)),
 )
 NAMES = tuple(s.name for s in STAGES)
 
@@ -71,9 +74,9 @@ class StageFailed(Exception):
 class PipelineConfig:
     lake: str
     run_date: str
-    config: str | None
     stages: tuple[str, ...]
-    overrides: dict[str, tuple[str, ...]]  # stage -> extra command-line arguments
+    settings: Settings                           # the --config file (empty without one)
+    overrides: dict[str, dict[str, Any]]         # --set: stage -> option -> value
 
 
 def select(first: str | None, last: str | None, only: list[str] | None) -> tuple[str, ...]:
@@ -84,10 +87,10 @@ def select(first: str | None, last: str | None, only: list[str] | None) -> tuple
     return NAMES[lo:hi + 1]
 
 
-def override_args(items: list[str]) -> dict[str, tuple[str, ...]]:
-    """``["train.dim=16", "embed_items.force=true"]`` -> {"train": ("--dim", "16"),
-    "embed_items": ("--force",)}; a TOML false becomes ``--no-FLAG``. Raises ValueError."""
-    out: dict[str, list[str]] = {}
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["train.dim=16", "embed_items.force=true"]`` -> {"train": {"dim": 16}, "embed_items":
+    {"force": True}}: values are TOML literals, a bare word a string. Raises ValueError."""
+    out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         stage, dot, option = key.partition(".")
@@ -98,16 +101,25 @@ def override_args(items: list[str]) -> dict[str, tuple[str, ...]]:
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
-            value = raw  # a bare word: a string
-        flag = "--" + option.replace("_", "-")
-        if value is True:
-            args = [flag]
-        elif value is False:
-            args = ["--no-" + option.replace("_", "-")]
+            value = raw
+        out.setdefault(stage, {})[option] = value
+    return out
+
+
+def to_argv(values: dict[str, Any]) -> list[str]:
+    """Option values as a job's command line: ``true`` -> ``--flag``, ``false`` -> nothing (the
+    flags default off), a list -> the option repeated, anything else -> ``--key value``."""
+    argv: list[str] = []
+    for key, value in values.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, list):
+            for v in value:
+                argv += [flag, str(v)]
         else:
-            args = [flag, str(value)]
-        out.setdefault(stage, []).extend(args)
-    return {k: tuple(v) for k, v in out.items()}
+            argv += [flag, str(value)]
+    return argv
 
 
 def parse_args(argv: list[str] | None) -> PipelineConfig:
@@ -124,13 +136,13 @@ def parse_args(argv: list[str] | None) -> PipelineConfig:
     stages = select(a.first, a.last, a.only)
     if not stages:
         p.error(f"--from {a.first} comes after --to {a.last}: no stage selected")
-    try:
-        if a.config:
-            load_settings(a.config, known_stages=(*NAMES, "pipeline"))  # a typo'd [table]
-        overrides = override_args(a.set)
-    except Exception as e:  # ConfigError, ValueError: usage errors
+    try:  # a typo'd [table] or --set is a usage error too
+        settings = load_settings(a.config, known_stages=(*NAMES, "pipeline")) if a.config \
+            else Settings()
+        overrides = parse_overrides(a.set)
+    except (ConfigError, ValueError) as e:
         p.error(str(e))
-    return PipelineConfig(a.lake, a.run_date, a.config, stages, overrides)
+    return PipelineConfig(a.lake, a.run_date, stages, settings, overrides)
 
 
 def stage_module(name: str) -> ModuleType:
@@ -140,18 +152,26 @@ def stage_module(name: str) -> ModuleType:
 
 
 def stage_argv(cfg: PipelineConfig, name: str) -> list[str]:
-    common = ["--lake", cfg.lake, "--run-date", cfg.run_date]
-    return [*(["--config", cfg.config] if cfg.config else []), *common,
-            *cfg.overrides.get(name, ())]
+    """The stage's command line: lake and date, then its [table] of the file with ``--set``
+    over it, spelled out (so a job needs no --config support of its own)."""
+    values = {**cfg.settings.section(name), **cfg.overrides.get(name, {})}
+    return ["--lake", cfg.lake, "--run-date", cfg.run_date, *to_argv(values)]
 
 
 def check_all(cfg: PipelineConfig) -> None:
     """Every selected stage's options, parsed as the stage will parse them: a bad value in
-    ``train`` stops the run before ``ingest`` starts (argparse exits 2 naming it)."""
+    ``train`` stops the run before ``ingest`` starts (exit 2, naming the stage)."""
     for name in cfg.stages:
         module = stage_module(name)
         if hasattr(module, "parse_args"):
-            module.parse_args(stage_argv(cfg, name))
+            try:
+                module.parse_args(stage_argv(cfg, name))
+            except SystemExit as e:
+                if e.code:
+                    log.error("stage %s: its options (the [%s] table of %s and --set) are "
+                              "invalid, see above; nothing was run", name, name,
+                              cfg.settings.source or "no --config")
+                raise
 
 
 def published(lake: Lake, stage: Stage, run_date: str) -> Manifest | None:

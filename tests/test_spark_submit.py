@@ -184,3 +184,31 @@ def test_real_launch_shows_the_job_help(job: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "usage:" in proc.stdout
     assert "--help" in proc.stdout
+
+
+def test_config_file_is_shipped_and_renamed_in_cluster_mode(tmp_path: Path) -> None:
+    cfg = tmp_path / "crossrec.toml"
+    cfg.write_text('lake = "s3a://b/lake"\n')
+    spark, args = _dry("ingest", "--files", "extra.txt", "--config", str(cfg))
+    assert _values(spark, "--files") == [f"{cfg},extra.txt"]
+    assert args == ["--config", str(cfg)]  # client/local mode: the driver reads the local file
+    spark, args = _dry("ingest", "--master", "yarn", "--deploy-mode", "cluster",
+                       f"--config={cfg}", "--conf", "spark.executor.instances=3")
+    assert _values(spark, "--files") == [str(cfg)]
+    assert args == ["--config=crossrec.toml"]  # the remote driver's working directory
+    assert _confs(spark)["spark.executor.instances"] == ["3"]
+    spark, _ = _dry("ingest", "--config", "s3a://b/crossrec.toml")  # remote: not shipped
+    assert _values(spark, "--files") == []
+
+
+def test_pipeline_ships_the_jobs_it_imports() -> None:
+    spark, _ = _dry("pipeline", "--date", "2026-01-01")
+    shipped = _values(spark, "--py-files")[0].split(",")
+    jobs = sorted(str(p) for p in (ROOT / "jobs").glob("*.py")
+                  if not p.name.startswith("_") and p.stem != "pipeline")
+    assert shipped[0] == str(ZIP) and sorted(shipped[1:]) == jobs
+
+
+def test_package_builds_the_zip_and_prints_its_path() -> None:
+    proc = _run("--package")
+    assert proc.returncode == 0 and proc.stdout.strip() == str(ZIP) and ZIP.exists()
