@@ -47,9 +47,10 @@ class Validation:
         return Validation(vdata, TestSet.of(s), view, ItemFacts.of(vdata, view))
 
 
-def tune(name: str, valid: Validation, fixed: dict[str, Any]) -> tuple[dict[str, Any], list[Trial]]:
-    """(best params, trials) of ``name``'s grid, each setting merged over ``fixed``."""
-    grid = Recommender.create(name, **fixed).grid or ({},)
+def tune(name: str, valid: Validation, fixed: dict[str, Any],
+         grid: tuple[dict[str, Any], ...] | None = None) -> tuple[dict[str, Any], list[Trial]]:
+    """(best params, trials) of ``grid`` (default: the model's), each setting merged over ``fixed``."""
+    grid = grid if grid is not None else (Recommender.create(name, **fixed).grid or ({},))
     k = valid.data.protocol.k
     trials = []
     for setting in grid:
