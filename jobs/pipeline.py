@@ -168,9 +168,9 @@ def check_all(cfg: PipelineConfig) -> None:
                 module.parse_args(stage_argv(cfg, name))
             except SystemExit as e:
                 if e.code:
-                    log.error("stage %s: its options (the [%s] table of %s and --set) are "
-                              "invalid, see above; nothing was run", name, name,
-                              cfg.settings.source or "no --config")
+                    where = f"[{name}] of {cfg.settings.source}, " if cfg.settings.source else ""
+                    log.error("stage %s: invalid options (%s--set), see above; nothing was run",
+                              name, where)
                 raise
 
 
