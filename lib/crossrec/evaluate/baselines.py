@@ -79,9 +79,13 @@ class _ALS(_DriverScorer):
     confidence 1 + alpha, preference 1; factors collected and scored on the driver."""
 
     pooled: ClassVar[bool]
+    defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, rank: int = 64, reg: float = 0.1, alpha: float = 10.0, max_iter: int = 10,
-                 interactions: str = "positives", seed: int = 0) -> None:
+    def __init__(self, rank: int | None = None, reg: float | None = None,
+                 alpha: float | None = None, max_iter: int = 10, interactions: str = "positives",
+                 seed: int = 0) -> None:
+        given = {"rank": rank, "reg": reg, "alpha": alpha}
+        rank, reg, alpha = (self.defaults[k] if v is None else v for k, v in given.items())
         self.params = {"rank": rank, "reg": reg, "alpha": alpha, "max_iter": max_iter,
                        "interactions": interactions, "seed": seed}
 
@@ -130,6 +134,7 @@ def _factors(df: DataFrame) -> tuple[np.ndarray, np.ndarray]:
 class ALSTarget(_ALS):
     name: ClassVar[str] = "als_target"
     pooled: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {"rank": 32, "reg": 0.1, "alpha": 1.0}  # grid's choice
     grid: ClassVar[tuple[dict[str, Any], ...]] = tuple(
         {"rank": r, "reg": g, "alpha": a} for r in (32, 64) for g in (0.01, 0.1) for a in (1.0, 10.0))
 
@@ -137,6 +142,7 @@ class ALSTarget(_ALS):
 class ALSPooled(_ALS):
     name: ClassVar[str] = "als_pooled"
     pooled: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {"rank": 128, "reg": 1.0, "alpha": 10.0}  # grid's choice
     grid: ClassVar[tuple[dict[str, Any], ...]] = (
         {"rank": 32, "reg": 0.1, "alpha": 10.0},
         {"rank": 64, "reg": 0.1, "alpha": 10.0},
@@ -156,7 +162,7 @@ class EASEPooled(_DriverScorer):
     grid: ClassVar[tuple[dict[str, Any], ...]] = tuple(
         {"l2": v} for v in (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0))
 
-    def __init__(self, l2: float = 500.0, interactions: str = "positives",
+    def __init__(self, l2: float = 2000.0, interactions: str = "positives",
                  max_items: int = 20_000) -> None:
         self.params = {"l2": l2, "interactions": interactions, "max_items": max_items}
 
