@@ -41,8 +41,6 @@ def structure() -> dict:
 
 
 def run(date: str) -> dict:
-    from airflow.utils.db import initdb, resetdb  # noqa: F401  (migrated by the caller)
-
     dag = load_dag()
     day = datetime.fromisoformat(date).replace(tzinfo=timezone.utc)
     dr = dag.test(logical_date=day)
