@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 import crossrec
 from crossrec.errors import ConfigError, InputError
