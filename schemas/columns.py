@@ -45,8 +45,6 @@ SCORE = "score"
 # evaluation: split, recommendations, metrics
 COHORT = "cohort"            # "cold" or "warm" (jobs/evaluate.py's protocol)
 EVAL_SEED = "seed"           # the seed of the cold-user draw
-SCORE = "score"
-RANK = "rank"                # 1-based position in a recommendation list
 MODEL_NAME = "model"         # a registered recommender's name
 METRIC = "metric"
 K = "k"
