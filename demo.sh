@@ -14,7 +14,7 @@ RAW="$DEMO_DIR/raw"
 LAKE="$DEMO_DIR/lake"
 RUN_DATE="${RUN_DATE:-$(date -u +%F)}"
 
-# --- steps: one function each, run in the order of STEPS. Add score/evaluate here. ---------------
+# --- steps: one function each, run in the order of STEPS. -------------------------------------------
 step_prepare() {  # fetch MovieLens-1M (cached in data/cache) and write raw platform logs + sources.toml
     .venv/bin/python jobs/prepare_demo.py --out "$RAW"
 }
@@ -37,7 +37,17 @@ step_train() {  # the shared cross-domain model; CROSSREC_DEMO_TRAIN_ARGS adds/o
         ${CROSSREC_DEMO_TRAIN_ARGS:-}
 }
 
-STEPS=(prepare ingest embed examples train)
+step_score() {  # top-10 lists per user and domain from the trained model (consumed items excluded)
+    ./spark-submit.sh score --lake "$LAKE" --run-date "$RUN_DATE"
+}
+
+step_evaluate() {  # cold/warm cohorts of drama (source comedy) against the baselines; prints the table
+    # shellcheck disable=SC2086  # word splitting of the extra options is intended
+    ./spark-submit.sh evaluate --lake "$LAKE" --run-date "$RUN_DATE" --work-dir "$DEMO_DIR/work/evaluate" \
+        ${CROSSREC_DEMO_EVAL_ARGS:-}
+}
+
+STEPS=(prepare ingest embed examples train score evaluate)
 # -------------------------------------------------------------------------------------------------
 
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
