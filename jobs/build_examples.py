@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 
 import crossrec
 from crossrec import examples as X
-from crossrec.cli import exit_status, job_parser, parse, setup_logging
+from crossrec.cli import exit_status, job_parser, min_value_arg, parse, setup_logging
 from crossrec.errors import InputError
 from crossrec.lake import Lake, Manifest, Staging
 from crossrec.logs import event, timed
@@ -54,19 +54,10 @@ class BuildExamplesConfig:
     force: bool = False       # build even if this run id is already published for the date
 
 
-def _min_value(text: str) -> float | None:
-    if text.strip().lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
-
-
 def parse_args(argv: list[str] | None) -> BuildExamplesConfig:
     p = job_parser("build_examples", __doc__, "unified run date to read and publish")
     p.add_argument("--max-history", type=int, default=50, help="L, the longest history (default 50)")
-    p.add_argument("--min-value", type=_min_value, default=4.0,
+    p.add_argument("--min-value", type=min_value_arg, default=4.0,
                    help="value of a positive (default 4.0); 'none': every event with weight > 0")
     p.add_argument("--valid-frac", type=float, default=0.1,
                    help="each user's latest share of targets held out (default 0.1)")

@@ -22,6 +22,7 @@ import logging
 import sys
 from typing import Any
 
+from crossrec.cli import min_value_arg
 from crossrec.errors import ConfigError, InputError
 from crossrec.evaluate.harness import ModelError
 from crossrec.evaluate.job import EvaluateConfig, run
@@ -42,15 +43,6 @@ def _ints(text: str) -> tuple[int, ...]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
-
-
-def _min_value(text: str) -> float | None:
-    if text.strip().lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
 def _param(text: str) -> tuple[str, str, Any]:
@@ -80,7 +72,7 @@ def parse_args(argv: list[str] | None) -> EvaluateConfig:
     p.add_argument("--tune", action="store_true", help="choose each model's setting from its grid")
     p.add_argument("--param", type=_param, action="append", default=[],
                    help="MODEL.KEY=VALUE passed to the model (repeatable)")
-    p.add_argument("--min-value", type=_min_value, default=4.0,
+    p.add_argument("--min-value", type=min_value_arg, default=4.0,
                    help="value of a positive (default 4.0); 'none': every event with weight > 0")
     p.add_argument("--train-events", choices=("positives", "all"), default="positives",
                    help="training data: positives only (the benchmark) or every event")

@@ -1,6 +1,7 @@
 """Tables the evaluation job publishes (dataset ``evaluation``): the split every model was scored
 on, and the metrics table. The human report (Markdown + PNG) is stored beside them as files."""
 from . import columns as C
+from .lake import EVENTS
 from .table import Field, Table
 
 EVALUATION = "evaluation"  # dataset of jobs/evaluate.py
@@ -26,20 +27,7 @@ SPLIT_TEST = Table(
 
 SPLIT_TRAIN = Table(
     "split_train",
-    (
-        Field(C.EVAL_SEED, "int"),
-        Field(C.USER_IDX, "int"),
-        Field(C.SEQ, "int"),
-        Field(C.USER_KEY, "string"),
-        Field(C.ITEM_IDX, "int"),
-        Field(C.ITEM_ID, "string"),
-        Field(C.DOMAIN, "string"),
-        Field(C.PLATFORM, "string"),
-        Field(C.EVENT_TYPE, "string"),
-        Field(C.VALUE, "double", nullable=True),
-        Field(C.WEIGHT, "double"),
-        Field(C.TS, "timestamp"),
-    ),
+    (Field(C.EVAL_SEED, "int"), *EVENTS.fields),  # the unified events, per seed
     dataset=EVALUATION,
     partition_by=(C.EVAL_SEED,),
     key=(C.EVAL_SEED, C.USER_IDX, C.SEQ),

@@ -33,6 +33,16 @@ def lake_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def min_value_arg(text: str) -> float | None:
+    """``--min-value``: the value of a positive, or ``none`` (every event with weight > 0)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
 def job_parser(prog: str, doc: str | None, run_date_help: str) -> argparse.ArgumentParser:
     """A parser with ``--config``, ``--lake`` and ``--run-date`` (alias ``--date``)."""
     p = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
