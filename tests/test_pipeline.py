@@ -166,3 +166,23 @@ def test_killed_in_each_stage_and_rerun_equals_an_uninterrupted_run(reference, t
     final = run_pipeline(tiny, lake)
     assert set(final["stages"]) == set(pipeline.NAMES)
     assert lake_snapshot(lake) == lake_snapshot(reference[0])
+
+
+def test_snapshot_masks_only_run_specific_things(tmp_path):
+    """The comparison above can fail: equal outputs under other version folders and part-file
+    UUIDs compare equal, a changed value or a changed non-timing metadata field does not."""
+    import pyarrow as pa
+
+    def lake(name: str, value: float, rows: int = 7, seconds: float = 1.0) -> Path:
+        v = tmp_path / name / "model" / f"run_date={DATE}" / f"_v_2026{name}_abc"
+        (v / "t").mkdir(parents=True)
+        pq.write_table(pa.table({"x": [value]}),
+                       v / "t" / f"part-00000-{name[:1] * 8}-1111-2222-3333-444455556666-c000.snappy.parquet")
+        (v / "_MANIFEST.json").write_text(json.dumps(
+            {"version": name, "tables": {"t": {"rows": rows}}, "metrics": {"seconds": seconds}}))
+        return tmp_path / name
+
+    base = lake_snapshot(lake("a", 1.0))
+    assert lake_snapshot(lake("b", 1.0, seconds=9.0)) == base
+    assert lake_snapshot(lake("c", 2.0)) != base
+    assert lake_snapshot(lake("d", 1.0, rows=8)) != base
