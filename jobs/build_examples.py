@@ -15,7 +15,6 @@ unified dataset for the date.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -30,7 +29,6 @@ from pyspark.sql import functions as F
 import crossrec
 from crossrec import examples as X
 from crossrec.cli import exit_status, job_parser, min_value_arg, parse, setup_logging
-from crossrec.errors import InputError
 from crossrec.lake import Lake, Manifest, Staging
 from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
@@ -127,10 +125,7 @@ def build(spark: SparkSession, cfg: BuildExamplesConfig, lake: Lake,
 def run(spark: SparkSession, cfg: BuildExamplesConfig) -> Manifest:
     """One run: returns the published manifest; raises InputError without unified data."""
     lake = Lake.open(cfg.lake, spark)
-    unified = lake.manifest(UNIFIED, cfg.run_date)
-    if unified is None:
-        raise InputError(f"{lake.date_dir(UNIFIED, cfg.run_date)}: no published {UNIFIED!r} "
-                         f"dataset for --run-date {cfg.run_date} (run ingest first)")
+    unified = lake.require(UNIFIED, cfg.run_date, "ingest")
     run_id = run_id_for(cfg, unified)
     published = lake.manifest(EXAMPLES_DATASET, cfg.run_date)
     if published is not None and published.run_id == run_id and not cfg.force:

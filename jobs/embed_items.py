@@ -94,10 +94,7 @@ def describe(lake: Lake, m: Manifest, skipped: bool, run_date: str) -> dict[str,
 def run(spark: Any, cfg: EmbedConfig, spec: EncoderSpec) -> dict[str, Any]:
     """Embed and publish (or skip); returns the summary."""
     lake = Lake.open(cfg.lake, spark)
-    unified = lake.manifest(UNIFIED, cfg.run_date)
-    if unified is None:
-        raise InputError(f"{lake.root}: no published {UNIFIED!r} dataset for {cfg.run_date} "
-                         f"(run ingest for that date first)")
+    unified = lake.require(UNIFIED, cfg.run_date, "ingest")
     items = lake.read(spark, ITEMS, cfg.run_date)
     with timed(log, "fingerprint_catalog") as facts:
         catalog = catalog_facts(items)

@@ -120,10 +120,7 @@ def write_recommendations(recs: DataFrame, path: str) -> dict[str, int]:
 def run(spark: Any, cfg: ScoreConfig) -> Manifest:
     """Score and publish; raises InputError without unified data or a model."""
     lake = Lake.open(cfg.lake, spark)
-    unified = lake.manifest(UNIFIED, cfg.run_date)
-    if unified is None:
-        raise InputError(f"{lake.date_dir(UNIFIED, cfg.run_date)}: no published {UNIFIED!r} "
-                         f"dataset for --run-date {cfg.run_date} (run ingest first)")
+    unified = lake.require(UNIFIED, cfg.run_date, "ingest")
     model_date, version, folder = resolve_model(lake, cfg)
     events, items = lake.read(spark, EVENTS, cfg.run_date), lake.read(spark, ITEMS, cfg.run_date)
     partitions = cfg.partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))

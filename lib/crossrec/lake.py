@@ -19,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from crossrec.errors import InputError
 from crossrec.schemas.table import Table
 from crossrec.store import Store, join, normalize_url
 
@@ -142,6 +143,15 @@ class Lake:
         if not self.store.exists(pointer):
             return None
         return Manifest.from_json(self.store.read_text(pointer))
+
+    def require(self, dataset: str, run_date: str, publisher: str) -> Manifest:
+        """The published manifest of ``run_date``; an InputError naming the folder and the job to
+        run first (``publisher``) when there is none."""
+        m = self.manifest(dataset, run_date)
+        if m is None:
+            raise InputError(f"{self.date_dir(dataset, run_date)}: no published {dataset!r} dataset "
+                             f"for {run_date} (run {publisher} for that date first)")
+        return m
 
     def manifest_on_or_before(self, dataset: str, run_date: str) -> Manifest | None:
         """The latest publication dated ``run_date`` or earlier, or None: for datasets published

@@ -14,7 +14,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 import crossrec
-from crossrec.errors import ConfigError, InputError
+from crossrec.errors import ConfigError
 from crossrec.evaluate import report
 from crossrec.evaluate.harness import ItemFacts, TestSet, evaluate_model
 from crossrec.evaluate.recommender import EvalData, Recommender, TargetView
@@ -65,10 +65,7 @@ def run_id_for(cfg: EvaluateConfig, unified: Manifest) -> str:
 
 def _inputs(spark: SparkSession, lake: Lake, cfg: EvaluateConfig) -> tuple[Manifest, DataFrame,
                                                                           DataFrame, DataFrame | None]:
-    unified = lake.manifest(UNIFIED, cfg.run_date)
-    if unified is None:
-        raise InputError(f"{lake.date_dir(UNIFIED, cfg.run_date)}: no published {UNIFIED!r} dataset "
-                         f"for --run-date {cfg.run_date} (run ingest first)")
+    unified = lake.require(UNIFIED, cfg.run_date, "ingest")
     events, items = lake.read(spark, EVENTS, cfg.run_date), lake.read(spark, ITEMS, cfg.run_date)
     domains = {r[C.DOMAIN] for r in items.select(C.DOMAIN).distinct().collect()}
     for role, d in (("--target", cfg.protocol.target), ("--source", cfg.protocol.source)):
