@@ -37,7 +37,6 @@ import pyarrow as pa
 import torch
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from torch import Tensor
 
 from crossrec.errors import InputError
