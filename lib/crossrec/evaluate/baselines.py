@@ -24,9 +24,10 @@ from pyspark.sql import functions as F
 from crossrec.evaluate.recommender import (EvalData, Recommender, TargetView, to_arrays, to_frame,
                                            users_array)
 from crossrec.evaluate.split import positives
+from crossrec.model.transfer import ease
 from crossrec.schemas import columns as C
 
-_UNKNOWN = np.float32(-1e30)  # finite (still a candidate), below every real score
+UNKNOWN_SCORE = np.float32(-1e30)  # finite (still a candidate), below every real score
 
 
 def _pairs(data: EvalData, target_only: bool, interactions: str = "positives") -> DataFrame:
@@ -45,7 +46,7 @@ def target_popularity(data: EvalData, view: TargetView) -> np.ndarray:
     return np.bincount(np.searchsorted(view.items, items), minlength=len(view.items)).astype(np.float32)
 
 
-class _DriverScorer(Recommender):
+class DriverScorer(Recommender):
     """Shared recommend(): users -> ``self._scores`` [B, n_T] -> top k via :class:`TargetView`."""
 
     _view: TargetView
@@ -63,7 +64,7 @@ class _DriverScorer(Recommender):
         raise NotImplementedError
 
 
-class Popularity(_DriverScorer):
+class Popularity(DriverScorer):
     name: ClassVar[str] = "popularity"
 
     def fit(self, data: EvalData) -> "Popularity":
@@ -74,7 +75,7 @@ class Popularity(_DriverScorer):
         return np.broadcast_to(self._popular, (len(users), len(self._popular)))
 
 
-class _ALS(_DriverScorer):
+class _ALS(DriverScorer):
     """Implicit ALS (Hu, Koren, Volinsky 2008) in Spark MLlib on binary (user, item) pairs:
     confidence 1 + alpha, preference 1; factors collected and scored on the driver."""
 
@@ -118,7 +119,7 @@ class _ALS(_DriverScorer):
         known = (self._users[row] == users) if len(self._users) else np.zeros(len(users), bool)
         out = np.broadcast_to(self._popular, (len(users), len(self._popular))).copy()
         out[known] = self._user_f[row[known]] @ self._item_f.T
-        out[known] = np.where(self._has_item, out[known], _UNKNOWN)
+        out[known] = np.where(self._has_item, out[known], UNKNOWN_SCORE)
         return out
 
 
@@ -155,7 +156,7 @@ class ALSPooled(_ALS):
     )
 
 
-class EASEPooled(_DriverScorer):
+class EASEPooled(DriverScorer):
     """EASE on the pooled positives of every domain; target columns of B kept for scoring."""
 
     name: ClassVar[str] = "ease_pooled"
@@ -180,7 +181,7 @@ class EASEPooled(_DriverScorer):
         order = np.argsort(users, kind="stable")
         self._pair_users, self._pair_cols = users[order], np.searchsorted(self._vocab, items[order])
         self._users = np.unique(users)
-        weights = _ease(self._gram(), self.params["l2"])
+        weights = ease(self._gram(), self.params["l2"])
         target_pos = np.searchsorted(self._vocab, self._view.items).clip(0, len(self._vocab) - 1)
         self._has_item = (self._vocab[target_pos] == self._view.items) if len(self._vocab) else \
             np.zeros(len(self._view.items), bool)
@@ -209,13 +210,5 @@ class EASEPooled(_DriverScorer):
         out = np.broadcast_to(self._popular, (len(users), len(self._popular))).copy()
         if known.any():
             s = self._rows(users[known]) @ self._b
-            out[known] = np.where(self._has_item, s, _UNKNOWN)
+            out[known] = np.where(self._has_item, s, UNKNOWN_SCORE)
         return out
-
-
-def _ease(gram: np.ndarray, l2: float) -> np.ndarray:
-    """EASE weights B [n, n] from XᵀX (Steck 2019, eq. 8): zero diagonal."""
-    p = np.linalg.inv(gram + l2 * np.eye(len(gram)))
-    b = p / (-np.diag(p))
-    np.fill_diagonal(b, 0.0)
-    return b
