@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from crossrec.evaluate.recommender import (EvalData, Recommender, TargetView, to_arrays, to_frame,
                                            users_array)
 from crossrec.evaluate.split import positives
-from crossrec.model.transfer import ease
+from crossrec.model.transfer import Profiles, ease
 from crossrec.schemas import columns as C
 
 UNKNOWN_SCORE = np.float32(-1e30)  # finite (still a candidate), below every real score
@@ -156,7 +156,45 @@ class ALSPooled(_ALS):
     )
 
 
-class EASEPooled(DriverScorer):
+class ItemItemScorer(DriverScorer):
+    """Shared part of item-to-item models: a person's binary training positives over the item
+    vocabulary ``[B, V]`` times the fitted target weights ``[V, n_T]``; people with no positive get
+    the popularity list, target items outside the vocabulary rank last."""
+
+    _profiles: Profiles
+    _vocab: np.ndarray
+    _weights: np.ndarray
+    _has_item: np.ndarray
+
+    def _index(self, users: np.ndarray, items: np.ndarray, max_items: int,
+               domains: np.ndarray | None = None, ts: np.ndarray | None = None) -> np.ndarray:
+        """Build the vocabulary and profiles of the training pairs; returns the vocabulary
+        columns [n_T'] of the target items that have one (``_has_item`` marks them)."""
+        self._vocab = np.unique(items)
+        if len(self._vocab) > max_items:
+            raise ValueError(f"{self.name}: {len(self._vocab)} items exceed max_items={max_items} "
+                             "(the closed form solves an items x items system)")
+        zeros = np.zeros(len(items), dtype=np.int64)
+        self._profiles = Profiles.of(users, np.searchsorted(self._vocab, items),
+                                     zeros if domains is None else domains, zeros if ts is None else ts)
+        pos = np.searchsorted(self._vocab, self._view.items).clip(0, max(len(self._vocab) - 1, 0))
+        self._has_item = self._vocab[pos] == self._view.items if len(self._vocab) else \
+            np.zeros(len(self._view.items), bool)
+        return pos[self._has_item]
+
+    def _scores(self, users: np.ndarray) -> np.ndarray:
+        p = self._profiles
+        row = np.searchsorted(p.users, users).clip(0, max(len(p.users) - 1, 0))
+        known = p.users[row] == users if len(p.users) else np.zeros(len(users), bool)
+        out = np.broadcast_to(self._popular, (len(users), len(self._popular))).copy()
+        if known.any():
+            s = np.full((int(known.sum()), len(self._popular)), UNKNOWN_SCORE, dtype=np.float32)
+            s[:, self._has_item] = p.binary(row[known], len(self._vocab)) @ self._weights
+            out[known] = s
+        return out
+
+
+class EASEPooled(ItemItemScorer):
     """EASE on the pooled positives of every domain; target columns of B kept for scoring."""
 
     name: ClassVar[str] = "ease_pooled"
@@ -174,41 +212,7 @@ class EASEPooled(DriverScorer):
         self._prepare(data)
         users, items = to_arrays(_pairs(data, False, self.params["interactions"]),
                                  C.USER_IDX, C.ITEM_IDX)
-        self._vocab = np.unique(items)
-        if len(self._vocab) > self.params["max_items"]:
-            raise ValueError(f"ease_pooled: {len(self._vocab)} items exceed max_items="
-                             f"{self.params['max_items']} (the closed form inverts an items x items matrix)")
-        order = np.argsort(users, kind="stable")
-        self._pair_users, self._pair_cols = users[order], np.searchsorted(self._vocab, items[order])
-        self._users = np.unique(users)
-        weights = ease(self._gram(), self.params["l2"])
-        target_pos = np.searchsorted(self._vocab, self._view.items).clip(0, len(self._vocab) - 1)
-        self._has_item = (self._vocab[target_pos] == self._view.items) if len(self._vocab) else \
-            np.zeros(len(self._view.items), bool)
-        self._b = weights[:, target_pos].astype(np.float32)  # [n_vocab, n_T]
+        cols = self._index(users, items, self.params["max_items"])
+        weights = ease(self._profiles.gram(len(self._vocab)), self.params["l2"])
+        self._weights = weights[:, cols].astype(np.float32)  # [n_vocab, n_T']
         return self
-
-    def _rows(self, users: np.ndarray) -> np.ndarray:
-        """[B, n_vocab] binary X rows of ``users``."""
-        x = np.zeros((len(users), len(self._vocab)), dtype=np.float32)
-        lo = np.searchsorted(self._pair_users, users, side="left")
-        hi = np.searchsorted(self._pair_users, users, side="right")
-        rows = np.repeat(np.arange(len(users)), hi - lo)
-        idx = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(users) else []
-        x[rows, self._pair_cols[np.asarray(idx, dtype=np.int64)]] = 1.0
-        return x
-
-    def _gram(self, block: int = 4096) -> np.ndarray:
-        g = np.zeros((len(self._vocab), len(self._vocab)), dtype=np.float64)
-        for i in range(0, len(self._users), block):
-            x = self._rows(self._users[i:i + block])
-            g += (x.T @ x).astype(np.float64)
-        return g
-
-    def _scores(self, users: np.ndarray) -> np.ndarray:
-        known = np.isin(users, self._users)
-        out = np.broadcast_to(self._popular, (len(users), len(self._popular))).copy()
-        if known.any():
-            s = self._rows(users[known]) @ self._b
-            out[known] = np.where(self._has_item, s, UNKNOWN_SCORE)
-        return out

@@ -66,9 +66,10 @@ class Profiles:
 
     def binary(self, rows: np.ndarray, n_cols: int) -> np.ndarray:
         """[len(rows), n_cols] float32 0/1 matrix of the users at positions ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lo, hi = self.offsets[rows], self.offsets[rows + 1]
         x = np.zeros((len(rows), n_cols), dtype=np.float32)
-        for r, j in enumerate(rows):
-            x[r, self.of_user(int(j))[0]] = 1.0
+        x[np.repeat(np.arange(len(rows)), hi - lo), self.cols[_ranges(lo, hi)]] = 1.0
         return x
 
     def gram(self, n_cols: int, block: int = 4096) -> np.ndarray:
@@ -78,6 +79,12 @@ class Profiles:
             x = self.binary(np.arange(i, min(i + block, len(self.users))), n_cols)
             g += x.T @ x
         return g
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(lo[i], hi[i])`` for every i."""
+    n = hi - lo
+    return np.repeat(lo - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(int(n.sum()))
 
 
 def held_out_count(n: int, frac: float) -> int:
