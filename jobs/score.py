@@ -3,18 +3,19 @@
 
     ./spark-submit.sh score --lake data/demo/lake --run-date 2026-11-23 \\
         [--model-date 2026-11-20] [--model-version <version>] [--k 10] [--domains drama,comedy] \\
-        [--block-users 1024] [--device auto|cpu|cuda] [--partitions N] [--master yarn ...]
+        [--block-users 1024] [--device auto|cpu|cuda] [--partitions N] [--force] \\
+        [--config crossrec.toml] [--master yarn ...]
 
 The model is the one published on ``--model-date`` (default: the latest on or before the run date;
 ``--model-version`` picks one of that date's kept version folders). Every user in the date's
 events is scored from their latest history, users new since training included; items the model
-does not know are skipped and counted in the summary. Output partitioned by domain; rerunning a
-date replaces it with identical rows (the run id is a digest of the inputs and parameters).
-Exit status: 0 published, 2 bad arguments, no unified data or no model.
+does not know are skipped and counted in the summary. Output partitioned by domain. The run id is
+a digest of the inputs (unified version, model version) and parameters: a rerun with the same run
+id publishes nothing (``--force`` scores again and replaces the date with identical rows).
+Exit status: 0 published or unchanged, 2 bad arguments, no unified data or no model.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from pyspark.sql import functions as F
 
 import crossrec
 from crossrec import score as S
+from crossrec.cli import exit_status, job_parser, parse, setup_logging
 from crossrec.errors import InputError
 from crossrec.lake import Lake, Manifest, check_run_date, run_date_arg
 from crossrec.logs import event, timed
@@ -53,13 +55,11 @@ class ScoreConfig:
     block_users: int = 1024
     device: str = "auto"
     partitions: int | None = None      # None: spark.sql.shuffle.partitions
+    force: bool = False                # score even if this run id is already published
 
 
 def parse_args(argv: list[str] | None) -> ScoreConfig:
-    p = argparse.ArgumentParser(prog="score", description=__doc__.split("\n\n")[0])
-    p.add_argument("--lake", required=True, help="lake root: a path, file://, hdfs:// or s3a:// URL")
-    p.add_argument("--run-date", required=True, type=run_date_arg,
-                   help="unified run date to score and publish, YYYY-MM-DD")
+    p = job_parser("score", __doc__, "unified run date to score and publish")
     p.add_argument("--model-date", type=run_date_arg, help="model run date (default: latest on or "
                    "before --run-date)")
     p.add_argument("--model-version", help="a kept version folder of the model date (default: "
@@ -71,14 +71,16 @@ def parse_args(argv: list[str] | None) -> ScoreConfig:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: cuda when the executor has one")
     p.add_argument("--partitions", type=int, help="user partitions (default: shuffle partitions)")
-    a = p.parse_args(argv)
+    p.add_argument("--force", action="store_true",
+                   help="score again even if the inputs and parameters are unchanged")
+    a = parse(p, argv, "score")
     for name in ("k", "block_users", "partitions"):
         value = getattr(a, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')}: expected >= 1, got {value}")
     domains = tuple(d.strip() for d in a.domains.split(",") if d.strip()) if a.domains else None
     return ScoreConfig(a.lake, a.run_date, a.model_date, a.model_version, a.k, domains,
-                       a.block_users, a.device, a.partitions)
+                       a.block_users, a.device, a.partitions, a.force)
 
 
 def resolve_model(lake: Lake, cfg: ScoreConfig) -> tuple[str, str, str]:
@@ -100,7 +102,7 @@ def resolve_model(lake: Lake, cfg: ScoreConfig) -> tuple[str, str, str]:
 
 def run_id_for(cfg: ScoreConfig, unified: Manifest, model_version: str, partitions: int) -> str:
     """Same unified version, model, parameters and code version -> same run id and rows."""
-    params = {k: v for k, v in asdict(cfg).items() if k not in ("lake", "device")}
+    params = {k: v for k, v in asdict(cfg).items() if k not in ("lake", "device", "force")}
     blob = json.dumps([crossrec.__version__, unified.version, model_version, partitions, params],
                       sort_keys=True)
     return f"{cfg.run_date.replace('-', '')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
@@ -122,13 +124,18 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
     lake = Lake.open(cfg.lake, spark)
     unified = lake.require(UNIFIED, cfg.run_date, "ingest")
     model_date, version, folder = resolve_model(lake, cfg)
-    events, items = lake.read(spark, EVENTS, cfg.run_date), lake.read(spark, ITEMS, cfg.run_date)
     partitions = cfg.partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    run_id = run_id_for(cfg, unified, version, partitions)
+    published = lake.manifest(RECOMMENDATIONS_DATASET, cfg.run_date)
+    if published is not None and published.run_id == run_id and not cfg.force:
+        event(log, "skipped", dataset=RECOMMENDATIONS_DATASET, run_date=cfg.run_date,
+              version=published.version, reason="unified version, model and parameters unchanged")
+        return published
+    events, items = lake.read(spark, EVENTS, cfg.run_date), lake.read(spark, ITEMS, cfg.run_date)
     with timed(log, "plan") as facts:
         plan = S.plan_scoring(events, items, folder, cfg.k, list(cfg.domains) if cfg.domains else None,
                               block_users=cfg.block_users, device=cfg.device)
         facts.update(plan.facts)
-    run_id = run_id_for(cfg, unified, version, partitions)
     staging = lake.stage(RECOMMENDATIONS_DATASET, cfg.run_date, run_id)
     with timed(log, "score", partitions=partitions) as facts:
         counts = write_recommendations(S.score_users(events, plan, partitions=partitions),
@@ -149,21 +156,19 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     spark = get_session("crossrec-score")
-    try:
+
+    def body() -> None:
         manifest = run(spark, cfg)
-    except InputError as e:
-        log.error("%s", e)
-        return 2
-    lake = Lake.open(cfg.lake, spark)
-    print(json.dumps({"run_date": manifest.run_date, "version": manifest.version,
-                      "run_id": manifest.run_id, **manifest.extra,
-                      "tables": {RECOMMENDATIONS.name: {
-                          **manifest.tables[RECOMMENDATIONS.name],
-                          "path": lake.path(RECOMMENDATIONS, manifest.run_date)}}},
-                     indent=2, sort_keys=True))
-    return 0
+        path = Lake.open(cfg.lake, spark).path(RECOMMENDATIONS, manifest.run_date)
+        print(json.dumps({"run_date": manifest.run_date, "version": manifest.version,
+                          "run_id": manifest.run_id, **manifest.extra,
+                          "tables": {RECOMMENDATIONS.name: {
+                              **manifest.tables[RECOMMENDATIONS.name], "path": path}}},
+                         indent=2, sort_keys=True))
+
+    return exit_status(log, body)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,23 @@ def test_tuning_uses_a_validation_split_of_the_training_data(spark, lake, tmp_pa
     assert [t.params for t in trials] == [{"max_items": 100, **g} for g in grid]
     assert best == max(trials, key=lambda t: (t.cold + t.warm) / 2).params
     json.dumps([t.params for t in trials])  # reportable
+
+
+def test_rerun_skips_force_reruns_and_config_alone_works(spark, lake, tmp_path, capsys):
+    """An unchanged rerun publishes nothing and prints the published table; --force evaluates
+    again; the job takes its options from a --config file's [evaluate] table alone."""
+    config = tmp_path / "crossrec.toml"
+    config.write_text(f'lake = "{lake}"\nrun_date = "{DATE}"\n\n[evaluate]\nmodels = "popularity"\n'
+                      f'seeds = "0"\nks = "1,5"\nwork_dir = "{tmp_path / "work"}"\n')
+    assert evaluate.main(["--config", str(config)]) == 0
+    first = Lake.open(str(lake)).manifest(EVALUATION, DATE)
+    assert first.extra["models"] == ["popularity"] and first.extra["seeds"] == [0]
+    printed = capsys.readouterr().out
+    assert "| popularity | warm | " in printed
+    assert evaluate.main(["--config", str(config)]) == 0
+    assert Lake.open(str(lake)).manifest(EVALUATION, DATE).version == first.version
+    assert capsys.readouterr().out.split("\n", 1)[1] == printed.split("\n", 1)[1]  # same table
+    assert evaluate.main(["--config", str(config), "--force"]) == 0
+    assert Lake.open(str(lake)).manifest(EVALUATION, DATE).version != first.version
+    assert evaluate.main(["--config", str(config), "--seeds", "1"]) == 0  # the command line wins
+    assert Lake.open(str(lake)).manifest(EVALUATION, DATE).extra["seeds"] == [1]

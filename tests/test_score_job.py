@@ -1,5 +1,6 @@
 """The score job end to end: a model published for day 1 scores day 2's lake, where new users and
-a new item have appeared; the output is published by domain and a rerun replaces it exactly."""
+a new item have appeared; the output is published by domain; a rerun with unchanged inputs
+publishes nothing, and a forced rerun replaces it exactly."""
 from __future__ import annotations
 
 import json
@@ -66,7 +67,7 @@ def run_score(root: Path, capsys, *extra: str) -> tuple[int, dict]:
     return code, (json.loads(out) if code == 0 else {})
 
 
-def test_scores_new_users_skips_new_items_and_reruns_identically(spark, lake_root, capsys):
+def test_scores_new_users_skips_new_items_skips_reruns_and_forced_reruns_identically(spark, lake_root, capsys):
     code, summary = run_score(lake_root, capsys)
     assert code == 0, summary
     assert summary["model"]["run_date"] == DAY1 and summary["skipped"]["unknown_items"] == 1
@@ -90,8 +91,11 @@ def test_scores_new_users_skips_new_items_and_reruns_identically(spark, lake_roo
         assert sum(1 for r in rows if (r[1], r[2]) == (u, d)) == min(3, available)
     first = lake.manifest(RECOMMENDATIONS_DATASET, DAY2)
 
-    code, again = run_score(lake_root, capsys)
+    code, again = run_score(lake_root, capsys)  # unchanged inputs: nothing published
     assert code == 0 and again["run_id"] == summary["run_id"]
+    assert lake.manifest(RECOMMENDATIONS_DATASET, DAY2).version == first.version
+    code, forced = run_score(lake_root, capsys, "--force")
+    assert code == 0 and forced["run_id"] == summary["run_id"]
     assert lake.manifest(RECOMMENDATIONS_DATASET, DAY2).version != first.version
     df2 = lake.read(spark, RECOMMENDATIONS, DAY2)
     assert sorted(tuple(r) for r in df2.select(RECOMMENDATIONS.columns).collect()) == rows

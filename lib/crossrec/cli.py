@@ -12,6 +12,7 @@ fields and the job's table), the command line. Every store-true flag also gets a
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from typing import Any, Callable, Mapping
 
@@ -41,6 +42,20 @@ def min_value_arg(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def model_param_arg(text: str) -> tuple[str, str, Any]:
+    """``model.key=value`` as an argparse ``type``; the value is read as JSON when it parses
+    (3, 0.1, true), else kept as a string."""
+    head, sep, raw = text.partition("=")
+    model, dot, key = head.partition(".")
+    if not (sep and dot and model and key):
+        raise argparse.ArgumentTypeError(f"expected MODEL.KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return model, key, value
 
 
 def job_parser(prog: str, doc: str | None, run_date_help: str) -> argparse.ArgumentParser:

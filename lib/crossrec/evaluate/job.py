@@ -43,6 +43,7 @@ class EvaluateConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> create() kwargs
     tune: bool = False
     work_dir: str = ".crossrec-work/evaluate"
+    force: bool = False                   # evaluate even if this run id is already published
 
 
 @dataclass
@@ -58,7 +59,7 @@ class RunState:
 
 
 def run_id_for(cfg: EvaluateConfig, unified: Manifest) -> str:
-    params = {k: v for k, v in asdict(cfg).items() if k not in ("lake", "work_dir")}
+    params = {k: v for k, v in asdict(cfg).items() if k not in ("lake", "work_dir", "force")}
     blob = json.dumps([crossrec.__version__, unified.version, params], sort_keys=True, default=str)
     return f"{cfg.run_date.replace('-', '')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
@@ -133,8 +134,15 @@ def _evaluate_seed(spark: SparkSession, cfg: EvaluateConfig, seed: int, events: 
         event(log, "scored", model=name, seed=seed, ndcg=ndcg, **secs)
 
 
-def run(spark: SparkSession, cfg: EvaluateConfig) -> tuple[Manifest, RunState]:
-    """One evaluation run; returns the published manifest and the accumulated results."""
+def published_rows(spark: SparkSession, lake: Lake, run_date: str) -> list[dict[str, Any]]:
+    """The METRICS rows of the date's published evaluation."""
+    return [r.asDict() for r in lake.read(spark, METRICS, run_date).collect()]
+
+
+def run(spark: SparkSession, cfg: EvaluateConfig) -> tuple[Manifest, list[dict[str, Any]]]:
+    """One evaluation run; returns the published manifest and its METRICS rows. A run id that
+    is already published for the date (same unified version, protocol, seeds, models and
+    parameters) is not run again unless ``cfg.force``."""
     models = list(cfg.models) or Recommender.names()
     for name in models:  # unknown names and bad parameters fail before any work
         Recommender.create(name, **cfg.params.get(name, {}))
@@ -144,6 +152,11 @@ def run(spark: SparkSession, cfg: EvaluateConfig) -> tuple[Manifest, RunState]:
     lake = Lake.open(cfg.lake, spark)
     unified, events, items, vectors = _inputs(spark, lake, cfg)
     run_id = run_id_for(cfg, unified)
+    published = lake.manifest(EVALUATION, cfg.run_date)
+    if published is not None and published.run_id == run_id and not cfg.force:
+        event(log, "skipped", dataset=EVALUATION, run_date=cfg.run_date, version=published.version,
+              reason="unified version, protocol, models and parameters unchanged")
+        return published, published_rows(spark, lake, cfg.run_date)
     staging = lake.stage(EVALUATION, cfg.run_date, run_id)
     state, params = RunState(), {m: dict(cfg.params.get(m, {})) for m in models}
     for seed in cfg.seeds:
@@ -163,4 +176,4 @@ def run(spark: SparkSession, cfg: EvaluateConfig) -> tuple[Manifest, RunState]:
         "cohorts": {str(k): v for k, v in state.cohorts.items()}, "seconds": state.seconds,
         "report": join(REPORT_DIR, "report.md")})
     event(log, "published", dataset=EVALUATION, run_date=cfg.run_date, version=manifest.version)
-    return manifest, state
+    return manifest, state.rows
