@@ -3,6 +3,12 @@
     ./spark-submit.sh train --lake data/demo/lake --run-date 2026-11-23 \\
         [--launcher local|torch|horovod] [--num-proc 2] [--gpu] [--pretrain-epochs 8] \\
         [--force] [--config crossrec.toml] ...
+    ./spark-submit.sh train --model transfer --lake data/demo/lake --run-date 2026-11-23 \\
+        [--l2 1000] [--l2-shared 2000] [--cuts 0.1,0.2,0.35,0.5] [--row-pow 0.5] [--min-value 4]
+
+``--model towers`` (default) is the embedding model below. ``--model transfer`` is the closed-form
+cross-domain transfer model (:mod:`crossrec.model.transfer`; the one that clears the evaluation's
+quality bar): fitted on the driver from the date's unified positives, published the same way.
 
 Reads the published ``examples`` of the date, the latest ``item_text`` and the catalog on or before
 it; trains data-parallel (one process per GPU, or CPU processes with gloo); rank 0 checkpoints every
@@ -13,12 +19,14 @@ training configuration are unchanged publishes nothing (``--force`` trains again
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
 import sys
 
-from crossrec.cli import EXIT_CODES, exit_status, job_parser, parse, setup_logging
+from crossrec.cli import EXIT_CODES, exit_status, job_parser, min_value_arg, parse, setup_logging
+from crossrec.model.transfer import TransferConfig
 from crossrec.lake import Lake
 from crossrec.session import get_session
 from crossrec.train.job import JobConfig, artifact_dir, run
@@ -38,12 +46,33 @@ def parse_args(argv: list[str] | None) -> JobConfig:
                    help="train again even if this run's model is already published for the date")
     for f in dataclasses.fields(TrainConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    p.add_argument("--model", choices=("towers", "transfer"), default="towers",
+                   help="towers: the embedding model (default); transfer: the closed-form model")
+    t = TransferConfig()
+    p.add_argument("--l2", type=float, default=t.l2, help="transfer: pull of each domain's delta to θ_s")
+    p.add_argument("--l2-shared", type=float, default=t.l2_shared, help="transfer: EASE λ of θ_s")
+    p.add_argument("--cuts", type=_fractions, default=t.cuts, help="transfer: time-cut fractions")
+    p.add_argument("--row-pow", type=float, default=t.row_pow, help="transfer: row weight exponent")
+    p.add_argument("--min-value", type=min_value_arg, default=4.0,
+                   help="transfer: value of a positive (default 4.0); 'none': weight > 0")
     a = parse(p, argv, "train")
     train = TrainConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig)})
     if a.num_proc > 1 and a.launcher == "local":
         p.error("--launcher local runs one process; use --launcher torch or horovod for --num-proc > 1")
+    transfer = TransferConfig(a.l2, a.l2_shared, a.cuts, a.row_pow)
     return JobConfig(lake=a.lake, run_date=a.run_date, launcher=a.launcher, num_proc=a.num_proc,
-                     use_gpu=a.gpu, work_dir=a.work_dir, train=train, force=a.force)
+                     use_gpu=a.gpu, work_dir=a.work_dir, train=train, force=a.force,
+                     model=a.model, transfer=transfer, min_value=a.min_value)
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not 0.0 < v < 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1), got {text!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:

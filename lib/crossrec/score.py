@@ -16,6 +16,12 @@ value and age. The age reference is the user's own latest event: training measur
 next target, which follows the history closely, so "now" for a user is their last activity, not
 the run date (a user idle for a year is scored as they were when last seen).
 
+Two kinds of artifact (``model_config.kind``), one scoring path: the embedding model
+(``towers``: user vectors [B, T, D] from histories as above, item vectors [M, D]) and the
+closed-form transfer model (``transfer``: a user is the 0/1 row [V] of their positives of known
+items, whole history, and a domain's "item vectors" are its θ_d columns [M, V]); either way a
+block is one ``addmm`` per domain, then the same exclusions, ties and top-K.
+
 Exclusions: every item the user has in ``events`` in that domain (all events, not only the last
 L). Ties: higher score first, then smaller ``item_idx``. A user with no usable history (no
 events, or only events of items or domains the model does not know) gets the domain's most
@@ -30,7 +36,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +52,7 @@ from crossrec.schemas.scoring import RECOMMENDATIONS, SOURCE_MODEL, SOURCE_POPUL
 
 _US_PER_DAY = 86_400_000_000.0
 _MODEL_IDX = "_model_idx"  # an item's index in the artifact (null: unknown to the model)
-_INPUT = [C.USER_IDX, C.USER_KEY, C.TS, C.SEQ, _MODEL_IDX, C.DOMAIN_IDX, C.VALUE]
+_INPUT = [C.USER_IDX, C.USER_KEY, C.TS, C.SEQ, _MODEL_IDX, C.DOMAIN_IDX, C.VALUE, C.WEIGHT]
 _ARROW_OUT = RECOMMENDATIONS.as_arrow_schema()
 
 
@@ -73,6 +79,8 @@ class ScoringPlan:
     device: str
     candidates: tuple[Candidates, ...]
     facts: dict[str, Any] = field(default_factory=dict)  # for the job's summary
+    kind: str = "towers"                # the artifact's model: "towers" or "transfer"
+    min_value: float | None = None      # transfer: a person's row is their positives only
 
     @property
     def key(self) -> str:
@@ -111,8 +119,16 @@ def read_meta(artifact_dir: str) -> dict[str, Any]:
     return meta
 
 
+def model_kind(meta: dict[str, Any]) -> str:
+    """``towers`` (the embedding model; artifacts before the field existed too) or ``transfer``."""
+    return meta["model_config"].get("kind", "towers")
+
+
 def max_history(meta: dict[str, Any]) -> int:
-    """The L training saw: recorded by the train job; older artifacts only have the feed's."""
+    """The L training saw: recorded by the train job; older artifacts only have the feed's.
+    The transfer model reads a person's whole history: 0."""
+    if model_kind(meta) == "transfer":
+        return 0
     if "max_history" in meta:
         return int(meta["max_history"])
     return int(meta.get("train_config", {}).get("max_history", 50))
@@ -152,7 +168,8 @@ def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
              "unscored_domains": sorted(set(catalog[C.DOMAIN]) - set(vocab)),
              "candidates": {c.domain: len(c.model_idx) for c in cands},
              "max_history": max_history(meta)}
-    return ScoringPlan(artifact_dir, max_history(meta), k, block_users, device, tuple(cands), facts)
+    return ScoringPlan(artifact_dir, max_history(meta), k, block_users, device, tuple(cands), facts,
+                       model_kind(meta), meta.get("min_value"))
 
 
 # --- driver: the distributed transform ----------------------------------------------------------------
@@ -203,10 +220,13 @@ class _DomainState:
     popular: Tensor          # [M] float64: users * (M + 1) - position, so no two tie
 
 
+Encode = Callable[[pa.Table, "_Block", ScoringPlan], Tensor]  # a block's users -> [B, T, D]
+ItemMatrix = Callable[[Candidates], tuple[Tensor, Tensor]]     # a domain's [M, D] and bias [M]
+
+
 @dataclass
 class _State:
-    model: Any
-    table: Tensor            # [N, D] every item's vector, for history lookups
+    encode: Encode
     device: torch.device
     domains: list[_DomainState]
     slot_of: np.ndarray      # [N] which scored domain an artifact item is a candidate of, -1 none
@@ -220,25 +240,67 @@ def _state(plan: ScoringPlan) -> _State:
     """The artifact and item matrices, loaded once per Python worker and plan."""
     key = plan.key
     if key not in _CACHE:
-        from crossrec.model.serving import item_embeddings
-        from crossrec.train.artifact import load_artifact
-
         _CACHE.clear()  # one plan at a time: a worker never holds two models
         use_cuda = plan.device == "cuda" or (plan.device == "auto" and torch.cuda.is_available())
         device = torch.device("cuda" if use_cuda else "cpu")
-        model, _ = load_artifact(local_dir(plan.artifact_dir), device)
-        items = item_embeddings(model)
-        n = items.vectors.shape[0]
+        load = _load_transfer if plan.kind == "transfer" else _load_towers
+        encode, item_matrix, n = load(plan, device)
         slot_of, col_of = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
         domains = []
         for s, c in enumerate(plan.candidates):
             slot_of[c.model_idx], col_of[c.model_idx] = s, np.arange(len(c.model_idx))
-            rows = torch.from_numpy(c.model_idx).to(device)
             key_ = c.users * (len(c.model_idx) + 1) - np.arange(len(c.model_idx))
-            domains.append(_DomainState(items.vectors[rows].contiguous(), items.bias[rows].contiguous(),
-                                        torch.from_numpy(key_).to(device)))
-        _CACHE[key] = _State(model, items.vectors, device, domains, slot_of, col_of)
+            domains.append(_DomainState(*item_matrix(c), torch.from_numpy(key_).to(device)))
+        _CACHE[key] = _State(encode, device, domains, slot_of, col_of)
     return _CACHE[key]
+
+
+def _load_towers(plan: ScoringPlan, device: torch.device) -> tuple[Encode, ItemMatrix, int]:
+    """The embedding model: user vectors from each user's latest history, item vectors."""
+    from crossrec.model.serving import item_embeddings
+    from crossrec.train.artifact import load_artifact
+
+    model, _ = load_artifact(local_dir(plan.artifact_dir), device)
+    items = item_embeddings(model)
+
+    def encode(table: pa.Table, block: _Block, plan: ScoringPlan) -> Tensor:
+        batch = history_batch(table, block, plan.max_history)
+        return model.user_vectors({k: v.to(device) for k, v in batch.items()}, items.vectors)
+
+    def matrix(c: Candidates) -> tuple[Tensor, Tensor]:
+        rows = torch.from_numpy(c.model_idx).to(device)
+        return items.vectors[rows].contiguous(), items.bias[rows].contiguous()
+
+    return encode, matrix, items.vectors.shape[0]
+
+
+def _load_transfer(plan: ScoringPlan, device: torch.device) -> tuple[Encode, ItemMatrix, int]:
+    """The transfer model (:mod:`crossrec.train.transfer`): a user is the 0/1 row [V] of their
+    positives, each domain's "item vectors" are θ_d's columns [M, V]."""
+    from safetensors.torch import load_file
+
+    meta = read_meta(plan.artifact_dir)
+    n, n_domains = int(meta["model_config"]["n_items"]), len(meta["domains"])
+    weights = load_file(str(local_dir(plan.artifact_dir) / "weights.safetensors"), device=str(device))
+
+    def encode(table: pa.Table, block: _Block, plan: ScoringPlan) -> Tensor:
+        rows = np.flatnonzero(block.usable)
+        x = torch.zeros((block.size, n), device=device)
+        x[torch.from_numpy(block.row_user[rows]).to(device),
+          torch.from_numpy(block.model_idx[rows]).to(device)] = 1.0
+        return x.unsqueeze(1).expand(-1, n_domains, -1)  # the same row for every domain
+
+    def matrix(c: Candidates) -> tuple[Tensor, Tensor]:
+        cols = weights[f"columns.{c.domain_idx}"].cpu().numpy()
+        at = np.searchsorted(cols, c.model_idx).clip(0, max(len(cols) - 1, 0))
+        inside = torch.from_numpy(cols[at] == c.model_idx if len(cols) else
+                                  np.zeros(len(c.model_idx), bool)).to(device)
+        theta = weights[f"theta.{c.domain_idx}"]                      # [V, n_d]
+        vectors = theta[:, torch.from_numpy(at).to(device)].T.contiguous()  # [M, V]
+        # an item the fit saw in another domain has no column here: never recommended
+        return vectors, torch.zeros(len(at), device=device).masked_fill(~inside, float("-inf"))
+
+    return encode, matrix, n
 
 
 def score_batches(batches: Iterator[pa.RecordBatch], plan: ScoringPlan) -> Iterator[pa.RecordBatch]:
@@ -285,16 +347,29 @@ class _Block:
         return len(self.user_idx)
 
 
-def _decode(table: pa.Table) -> _Block:
+def _decode(table: pa.Table, plan: ScoringPlan) -> _Block:
+    """Usable rows: item and domain known to the model; for the transfer model also positives
+    (its rows were fitted on positives only)."""
     user = table[C.USER_IDX].to_numpy()
     new = run_starts(user) == np.arange(len(user))
     first = np.flatnonzero(new)
     row_user = np.cumsum(new) - 1
     model_idx = table[_MODEL_IDX].fill_null(-1).to_numpy().astype(np.int64)
     usable = (model_idx >= 0) & table[C.DOMAIN_IDX].is_valid().to_numpy(zero_copy_only=False)
+    if plan.kind == "transfer":
+        usable &= positive(table, plan.min_value)
     has = np.bincount(row_user[usable], minlength=len(first)) > 0
     return _Block(user[first], table[C.USER_KEY].combine_chunks().take(pa.array(first)),
                   np.append(first[1:], len(user)) - 1, row_user, model_idx, usable, has)
+
+
+def positive(table: pa.Table, min_value: float | None) -> np.ndarray:
+    """[R] bool: :func:`crossrec.examples.target_flag` on decoded rows."""
+    value = table[C.VALUE].to_numpy(zero_copy_only=False).astype(np.float64)  # null -> nan
+    weight = table[C.WEIGHT].fill_null(0.0).to_numpy().astype(np.float64)
+    if min_value is None:
+        return weight > 0
+    return np.where(np.isnan(value), weight > 0, value >= min_value)
 
 
 def history_batch(table: pa.Table, block: _Block, max_history: int) -> dict[str, Tensor]:
@@ -330,9 +405,8 @@ def history_batch(table: pa.Table, block: _Block, max_history: int) -> dict[str,
 def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> list[pa.RecordBatch]:
     """RECOMMENDATIONS rows of one block: per domain, model users then popular users."""
     out = []
-    block = _decode(table)
-    batch = {k: v.to(state.device) for k, v in history_batch(table, block, plan.max_history).items()}
-    users = state.model.user_vectors(batch, state.table)                     # [B, T, D]
+    block = _decode(table, plan)
+    users = state.encode(table, block, plan)                                  # [B, T, D]
     groups = [(torch.from_numpy(np.flatnonzero(block.has_history)).to(state.device), SOURCE_MODEL),
               (torch.from_numpy(np.flatnonzero(~block.has_history)).to(state.device), SOURCE_POPULAR)]
     consumed = np.flatnonzero(block.model_idx >= 0)

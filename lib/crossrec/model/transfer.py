@@ -151,9 +151,18 @@ class TransferConfig:
 
 
 def fit_domain(p: Profiles, n_cols: int, domain: int, y_cols: np.ndarray,
-               cfg: TransferConfig) -> tuple[np.ndarray, int]:
-    """(θ_t [V, n_t] float32, training rows) for ``domain`` whose items are columns ``y_cols``."""
-    shared = ease(p.gram(n_cols), cfg.l2_shared)[:, y_cols]
+               cfg: TransferConfig, shared: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """(θ_t [V, n_t] float32, training rows) for ``domain`` whose items are columns ``y_cols``;
+    ``shared``: θ_s [V, V] when already computed (it is the same for every domain)."""
+    if shared is None:
+        shared = ease(p.gram(n_cols), cfg.l2_shared)
     g, xy, n_rows = row_gram(protocol_rows(p, domain, cfg.cuts), n_cols, y_cols, cfg.row_pow)
     g[np.diag_indices_from(g)] += cfg.l2
-    return np.linalg.solve(g, xy + cfg.l2 * shared).astype(np.float32), n_rows
+    return np.linalg.solve(g, xy + cfg.l2 * shared[:, y_cols]).astype(np.float32), n_rows
+
+
+def fit_domains(p: Profiles, n_cols: int, columns: dict[int, np.ndarray],
+                cfg: TransferConfig) -> dict[int, tuple[np.ndarray, int]]:
+    """:func:`fit_domain` for every ``{domain: y_cols}``, θ_s computed once."""
+    shared = ease(p.gram(n_cols), cfg.l2_shared)
+    return {d: fit_domain(p, n_cols, d, cols, cfg, shared) for d, cols in columns.items()}
