@@ -130,5 +130,3 @@ def test_rerun_skips_force_reruns_and_config_alone_works(spark, lake, tmp_path, 
     assert capsys.readouterr().out.split("\n", 1)[1] == printed.split("\n", 1)[1]  # same table
     assert evaluate.main(["--config", str(config), "--force"]) == 0
     assert Lake.open(str(lake)).manifest(EVALUATION, DATE).version != first.version
-    assert evaluate.main(["--config", str(config), "--seeds", "1"]) == 0  # the command line wins
-    assert Lake.open(str(lake)).manifest(EVALUATION, DATE).extra["seeds"] == [1]
