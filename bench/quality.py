@@ -40,29 +40,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def one_seed(spark: Any, events: Any, items: Any, seed: int, models: list[str],
              params: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    from crossrec.evaluate.harness import ItemFacts, TestSet, cohort_mean, evaluate_model
-    from crossrec.evaluate.recommender import EvalData, Recommender, TargetView
-    from crossrec.evaluate.split import EvalProtocol, Split, split
+    from crossrec.evaluate.harness import cohort_mean, evaluate_model
+    from crossrec.evaluate.recommender import EvalData, Recommender
+    from crossrec.evaluate.split import EvalProtocol
+    from crossrec.evaluate.tuning import Validation
 
     protocol = EvalProtocol(seed=seed)
     t0 = time.perf_counter()
-    s = split(events, protocol)
-    s = Split(s.train.cache(), s.test.cache(), s.cohorts.cache(), s.target)
-    data = EvalData(spark, s.train, items, None, protocol, str(ROOT / ".cache" / "bench-quality"))
-    test, view = TestSet.of(s), TargetView.of(data)
-    facts = ItemFacts.of(data, view)
+    v = Validation.cut(EvalData(spark, events, items, None, protocol,
+                                str(ROOT / ".cache" / "bench-quality")), protocol)
     split_s = time.perf_counter() - t0
     out = []
     for name in models:
         rec = Recommender.create(name, **params.get(name, {}))
-        rows, secs = evaluate_model(name, rec, data, test, view, facts, seed)
+        rows, secs = evaluate_model(name, rec, v.data, v.test, v.view, v.facts, seed)
         ndcg = cohort_mean(rows, "ndcg", protocol.k)
         out.append({"seed": seed, "model": name, "settings": rec.settings(), **secs,
                     "ndcg@10": {c: round(v, 4) for c, v in ndcg.items()},
                     "passes_bar": all(ndcg.get(c, 0.0) >= b for c, b in BAR.items()),
                     "split_s": round(split_s, 2)})
         print(json.dumps(out[-1]), file=sys.stderr, flush=True)
-    s.train.unpersist()
+    v.data.train.unpersist()
     return out
 
 

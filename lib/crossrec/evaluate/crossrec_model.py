@@ -33,8 +33,6 @@ class CrossrecTransfer(ItemItemScorer):
                  max_items: int = 20_000) -> None:
         self.cfg = TransferConfig(float(l2), float(l2_shared), tuple(float(c) for c in cuts),
                                   float(row_pow))
-        if not self.cfg.cuts or any(not 0.0 < c < 1.0 for c in self.cfg.cuts):
-            raise ValueError(f"cuts: expected fractions in (0, 1), got {cuts}")
         self.max_items = max_items
         self._fit_facts: dict[str, float] = {}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from crossrec.evaluate.harness import ItemFacts, TestSet, cohort_mean, evaluate_model
 from crossrec.evaluate.recommender import EvalData, Recommender, TargetView
-from crossrec.evaluate.split import Split, split
+from crossrec.evaluate.split import EvalProtocol, Split, split
 from crossrec.logs import event
 
 log = logging.getLogger("crossrec.evaluate.tuning")
@@ -39,7 +39,11 @@ class Validation:
 
     @staticmethod
     def of(data: EvalData) -> "Validation":
-        protocol = replace(data.protocol, seed=data.protocol.seed + VALID_SEED_OFFSET)
+        return Validation.cut(data, replace(data.protocol, seed=data.protocol.seed + VALID_SEED_OFFSET))
+
+    @staticmethod
+    def cut(data: EvalData, protocol: EvalProtocol) -> "Validation":
+        """``data.train`` split by ``protocol`` (cached), with what scoring a model on it needs."""
         s = split(data.train, protocol)
         s = Split(s.train.cache(), s.test.cache(), s.cohorts.cache(), s.target)
         vdata = replace(data, train=s.train, protocol=protocol)

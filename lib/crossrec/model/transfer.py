@@ -149,6 +149,10 @@ class TransferConfig:
     cuts: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5)
     row_pow: float = 0.5
 
+    def __post_init__(self) -> None:
+        if not self.cuts or any(not 0.0 < c < 1.0 for c in self.cuts):
+            raise ValueError(f"cuts: expected fractions in (0, 1), got {self.cuts}")
+
 
 def fit_domain(p: Profiles, n_cols: int, domain: int, y_cols: np.ndarray,
                cfg: TransferConfig, shared: np.ndarray | None = None) -> tuple[np.ndarray, int]:
