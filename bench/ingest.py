@@ -83,13 +83,41 @@ def bare_pass(spark, sources_path: Path, run_date: str) -> tuple[float, int]:
     return time.perf_counter() - start, len(groups)
 
 
-def ingest_pass(spark, sources_path: Path, lake: Path, run_date: str) -> tuple[float, dict]:
+class StageTimes(logging.Handler):
+    """Collects the ingest job's own stage timings (its ``timed`` log lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = json.loads(record.getMessage())
+        except ValueError:
+            return
+        if isinstance(line, dict) and "seconds" in line:
+            self.seconds[line["stage"]] = line["seconds"]
+
+
+def gc_seconds(spark) -> float:
+    """The driver JVM's total garbage-collection time so far (local mode: all of Spark's)."""
+    beans = spark._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    return sum(b.getCollectionTime() for b in beans) / 1000.0
+
+
+def ingest_pass(spark, sources_path: Path, lake: Path, run_date: str) -> tuple[float, dict, dict, float]:
+    """(wall seconds, published row counts, seconds per stage, seconds in JVM GC) of one run."""
     from crossrec.ingest.pipeline import IngestConfig, run
 
     shutil.rmtree(lake, ignore_errors=True)
-    start = time.perf_counter()
+    stages = StageTimes()
+    logging.getLogger("crossrec.ingest").addHandler(stages)
+    start, gc0 = time.perf_counter(), gc_seconds(spark)
     manifest = run(spark, IngestConfig(str(sources_path), str(lake), run_date, dev_key=True))
-    return time.perf_counter() - start, {k: v["rows"] for k, v in manifest.tables.items()}
+    wall = time.perf_counter() - start
+    logging.getLogger("crossrec.ingest").removeHandler(stages)
+    gc = gc_seconds(spark) - gc0
+    return wall, {k: v["rows"] for k, v in manifest.tables.items()}, stages.seconds, gc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = get_session("crossrec-bench-ingest", master=cfg.master,
                         conf={"spark.driver.memory": "8g"})
     bare1, groups = bare_pass(spark, sources, cfg.run_date)
-    ingest_s, rows = ingest_pass(spark, sources, cfg.workdir / "lake", cfg.run_date)
+    ingest_s, rows, stages, gc = ingest_pass(spark, sources, cfg.workdir / "lake", cfg.run_date)
     bare2, _ = bare_pass(spark, sources, cfg.run_date)
     peer = min(bare1, bare2)
     read = rows["events"] + rows["quarantine"]
@@ -112,11 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "ingest", "master": cfg.master, "cpus": os.cpu_count(),
         "python": platform.python_version(), "interactions": cfg.interactions,
         "ingest_seconds": round(ingest_s, 2), "ingest_rows_per_s": round(read / ingest_s),
+        "ingest_stage_seconds": stages, "ingest_jvm_gc_seconds": round(gc, 2),
         "peer": "bare spark read + groupBy(item).count()",
         "peer_seconds": round(peer, 2), "peer_seconds_runs": [round(bare1, 2), round(bare2, 2)],
         "peer_groups": groups, "ratio": round(ingest_s / peer, 2), "goal_ratio": 2.0,
         "goal_met": ingest_s <= 2.0 * peer, "published_rows": rows,
-        "generate_seconds": round(gen_s, 2),
+        "generate_seconds": round(gen_s, 2), "load_average": os.getloadavg(),
     }, indent=2))
     spark.stop()
     return 0
