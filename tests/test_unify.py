@@ -17,6 +17,7 @@ KEY = b"k" * 32
 T0 = dt.datetime(2001, 1, 1)
 GOOD = ("platform string, account string, item_id string, domain string, event_type string, "
         "value double, weight double, ts timestamp")
+PLATFORMS = ("web", "tv", "app")  # tv has no events; names unsorted on purpose
 LINKS = "platform_a string, account_a string, platform_b string, account_b string"
 
 
@@ -34,6 +35,8 @@ def _good(spark):
         ("web", "a1", "m2", "drama", "rating", 4.0, 1.0, _t(2)),   # exact duplicate
         ("app", "a9", "m2", "drama", "rating", 2.0, 1.0, _t(5)),   # same person, other app
         ("app", "a9", "m2", "drama", "view", None, 0.1, _t(9)),    # later, but no value
+        ("app", "a9", "m2", "drama", "view", None, 0.1, _t(9)),    # its duplicate, null and all
+        ("app", "a9", "m2", "drama", "view", 1.0, 0.1, _t(9)),     # not one: it has a value
         ("web", "a1", "m1", "comedy", "rating", 5.0, 1.0, _t(1)),
         ("web", "b1", "m1", "comedy", "view", None, 0.1, _t(3)),
     ], GOOD)
@@ -58,8 +61,13 @@ def test_persons_share_a_pseudonym_and_index(spark):
         "user_key string, platform string, account string, user_idx int"))
 
 
+def _items(spark):
+    return spark.createDataFrame([("m1", 0, "comedy"), ("m2", 1, "drama")],
+                                 "item_id string, item_idx int, domain string")
+
+
 def _events(spark):
-    items = spark.createDataFrame([("m1", 0), ("m2", 1)], "item_id string, item_idx int")
+    items = _items(spark)
     observed = Observation("t")
     events = unify.build_events(_good(spark), _persons(spark), items, 3, 2, observed)
     return events.localCheckpoint(), observed
@@ -67,13 +75,13 @@ def _events(spark):
 
 def test_events_deduplicated_and_ordered_per_user(spark):
     events, observed = _events(spark)
-    assert observed.get[unify.EVENTS_IN] == 6
+    assert observed.get[unify.EVENTS_IN] == 8
     ia = events.where(f"{C.USER_KEY} = '{_key('app:a9')}'").first()[C.USER_IDX]
-    got = [(r[C.SEQ], r[C.ITEM_ID], r[C.PLATFORM], r[C.TS].hour)
+    got = [(r[C.SEQ], r[C.ITEM_ID], r[C.PLATFORM], r[C.TS].hour, r[C.VALUE])
            for r in events.where(f"{C.USER_IDX} = {ia}").orderBy(C.SEQ).collect()]
-    assert got == [(0, "m1", "web", 1), (1, "m2", "web", 2), (2, "m2", "app", 5),
-                   (3, "m2", "app", 9)]
-    assert events.count() == 5
+    assert got == [(0, "m1", "web", 1, 5.0), (1, "m2", "web", 2, 4.0), (2, "m2", "app", 5, 2.0),
+                   (3, "m2", "app", 9, None), (4, "m2", "app", 9, 1.0)]
+    assert events.count() == 6
     assertSchemaEqual(events.schema, EVENTS.as_spark_schema(), ignoreNullable=True)
     # the write layout: partitions hold whole users, rows sorted by (user_idx, seq)
     for part in events.rdd.glom().collect():
@@ -83,11 +91,11 @@ def test_events_deduplicated_and_ordered_per_user(spark):
 
 def test_users(spark):
     events, _ = _events(spark)
-    users = unify.build_users(events, _persons(spark))
+    users = unify.build_users(events, _persons(spark), PLATFORMS)
     ka, kb = _key("app:a9"), _key("web:b1")
     ia, ib = (0, 1) if ka < kb else (1, 0)
     assertDataFrameEqual(users, spark.createDataFrame(
-        [(ia, ka, 2, ["app", "web"], 4, _t(1), _t(9)), (ib, kb, 1, ["web"], 1, _t(3), _t(3))],
+        [(ia, ka, 2, ["app", "web"], 5, _t(1), _t(9)), (ib, kb, 1, ["web"], 1, _t(3), _t(3))],
         USERS.as_spark_schema()))
 
 
@@ -95,8 +103,10 @@ def test_interactions_aggregate_over_platforms(spark):
     events, _ = _events(spark)
     ka, kb = _key("app:a9"), _key("web:b1")
     ia, ib = (0, 1) if ka < kb else (1, 0)
-    assertDataFrameEqual(unify.build_interactions(events, 2), spark.createDataFrame([
-        (ia, 1, ka, "m2", 2.1, 3, _t(2), _t(9), ["app", "web"], 2.0, 4.0, "drama"),
+    users = unify.build_users(events, _persons(spark), PLATFORMS)
+    interactions = unify.build_interactions(events, users, _items(spark), PLATFORMS)
+    assertDataFrameEqual(interactions, spark.createDataFrame([
+        (ia, 1, ka, "m2", 2.2, 4, _t(2), _t(9), ["app", "web"], 1.0, 4.0, "drama"),
         (ia, 0, ka, "m1", 1.0, 1, _t(1), _t(1), ["web"], 5.0, 5.0, "comedy"),
         (ib, 0, kb, "m1", 0.1, 1, _t(3), _t(3), ["web"], None, None, "comedy"),
     ], INTERACTIONS.as_spark_schema()))

@@ -33,7 +33,7 @@ from crossrec.schemas.table import Table
 from crossrec.store import Store
 
 log = logging.getLogger("crossrec.ingest")
-ROWS_PER_FILE = 2_000_000
+ROWS_PER_FILE = 500_000  # also the unit of parallelism of the event shuffle
 EVENT_FIELDS = [C.ACCOUNT, C.ITEM_ID, C.EVENT_TYPE, C.VALUE, C.TS]
 StoreOf = Callable[[str], Store]
 
@@ -173,16 +173,21 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
     good_events = sum(read[p] - bad[p] for p in platforms)
     observed = Observation("events")
     with timed(log, "write_events"):
+        # Kept once shuffled: users and interactions aggregate the same user-clustered rows with
+        # no second shuffle. The write fills the cache as it goes (no extra job).
         events = unify.build_events(good, persons, out[ITEMS.name], facts["accounts"],
-                                    _files(good_events), observed)
+                                    _files(good_events), observed) \
+            .persist(StorageLevel.MEMORY_AND_DISK)
         out[EVENTS.name] = write_table(events, EVENTS, staging.path(EVENTS), laid_out=True)
     all_events.unpersist()
     with timed(log, "write_users_interactions"):
-        out[USERS.name] = write_table(unify.build_users(out[EVENTS.name], persons), USERS,
+        out[USERS.name] = write_table(unify.build_users(events, persons, platforms), USERS,
                                       staging.path(USERS), _files(facts["accounts"]))
-        out[INTERACTIONS.name] = write_table(
-            unify.build_interactions(out[EVENTS.name], _files(good_events)), INTERACTIONS,
-            staging.path(INTERACTIONS), laid_out=True)
+        interactions = unify.build_interactions(events, out[USERS.name], out[ITEMS.name],
+                                                platforms)
+        out[INTERACTIONS.name] = write_table(interactions, INTERACTIONS,
+                                             staging.path(INTERACTIONS), laid_out=True)
+    events.unpersist()
     persons.unpersist()
     return staging, out, quality.Counts(read, bad, joined=observed.get[unify.EVENTS_IN])
 

@@ -2,13 +2,16 @@
 
 The heavy path is laid out for one shuffle: identities are resolved, pseudonymised and indexed on
 the small account table (``persons``), joined to the events by broadcast, and the events are then
-range-partitioned by user once; de-duplication, per-user ordering and the write all reuse that
-partitioning. No raw account id leaves this module: outputs are projected onto their declared
+hash-partitioned by ``user_idx`` once; de-duplication, per-user ordering, the write and the
+per-user and per-(user, item) aggregates all reuse that partitioning. No raw account id leaves this module: outputs are projected onto their declared
 schemas from :mod:`crossrec.schemas.lake`.
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Observation
+from collections.abc import Sequence
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
@@ -20,7 +23,10 @@ from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, USERS
 
 DEDUP_KEY = [C.USER_IDX, C.PLATFORM, C.ACCOUNT, C.ITEM_ID, C.EVENT_TYPE, C.VALUE, C.TS]
 EVENTS_IN, EVENTS_OUT = "events_in", "events_out"  # observed row counts around de-duplication
-BROADCAST_ACCOUNTS = 2_000_000  # above this many accounts the persons join shuffles instead
+BROADCAST_ACCOUNTS = 2_000_000
+WEIGHT_SCALE = 1_000_000  # event weights are summed exactly in units of 1e-6
+_REPEAT = "_repeat"
+_PLATFORM_MASK = "_platform_mask"  # above this many accounts the persons join shuffles instead
 
 
 def dense_index(df: DataFrame, key: str, index: str) -> DataFrame:
@@ -56,54 +62,93 @@ def build_items(catalog: DataFrame) -> DataFrame:
 
 def build_events(events: DataFrame, persons: DataFrame, items: DataFrame, n_accounts: int,
                  partitions: int, observed: Observation) -> DataFrame:
-    """The events table, range-partitioned by ``user_idx`` and sorted by ``(user_idx, seq)``.
+    """The events table: ``partitions`` partitions holding whole users (hashed by ``user_idx``),
+    each sorted by ``(user_idx, seq)``.
 
     Exact duplicates (same account, item, type, value and time on a platform) are dropped;
     ``seq`` orders each user's history by time (ties by item, platform, type, value, so the
-    order is total and reruns agree). ``observed`` gets the row counts before and after
-    de-duplication, gathered by the write itself.
+    order is total and reruns agree). ``observed`` gets the row count before de-duplication,
+    gathered by the first action on the result.
     """
     persons = F.broadcast(persons) if n_accounts <= BROADCAST_ACCOUNTS else persons
+    # Hash, not range, partitioning: a range exchange first runs a sampling job over its whole
+    # input (here the joins), and no reader needs users in file order, only each user in one file.
     joined = (events.join(persons, [C.PLATFORM, C.ACCOUNT])
               .join(F.broadcast(items.select(C.ITEM_ID, C.ITEM_IDX)), C.ITEM_ID)
-              .repartitionByRange(partitions, C.USER_IDX))
+              .repartition(partitions, C.USER_IDX))
     counted = joined.observe(observed, F.count(F.lit(1)).alias(EVENTS_IN))
-    unique = counted.dropDuplicates(DEDUP_KEY)  # clustered by user_idx already: no shuffle
-    order = Window.partitionBy(C.USER_IDX).orderBy(
-        C.TS, C.ITEM_ID, C.PLATFORM, C.EVENT_TYPE, F.col(C.VALUE).asc_nulls_first())
-    out = EVENTS.select(unique.withColumn(C.SEQ, F.row_number().over(order) - 1))
-    return out.sortWithinPartitions(C.USER_IDX, C.SEQ)
+    # One sort serves both steps: in this order a user's exact duplicates are adjacent, so each
+    # is dropped by comparing it with the row before it (dropDuplicates would plan a sort-based
+    # aggregate, two more sorts, as its kept columns are strings); seq is then the position.
+    order = [C.TS, C.ITEM_ID, C.PLATFORM, C.EVENT_TYPE, F.col(C.VALUE).asc_nulls_first()]
+    by_user = Window.partitionBy(C.USER_IDX).orderBy(*order, C.ACCOUNT)
+    # null-safe: value may be null (the first row's lags are all null, and its ts is not)
+    repeat = reduce(Column.__and__, [F.lag(c).over(by_user).eqNullSafe(F.col(c))
+                                     for c in DEDUP_KEY[1:]])
+    unique = counted.withColumn(_REPEAT, repeat).where(~F.col(_REPEAT))
+    out = EVENTS.select(unique.withColumn(C.SEQ, F.row_number().over(by_user) - 1))
+    # (user_idx, seq) order is the windows' own order: this sort is satisfied, not run again
+    return out.sortWithinPartitions(C.USER_IDX, *order)
 
 
-def build_users(events: DataFrame, persons: DataFrame) -> DataFrame:
-    """One row per person: accounts resolved to them, platforms, event counts and time span."""
-    per_user = events.groupBy(C.USER_IDX, C.USER_KEY).agg(
-        F.sort_array(F.collect_set(C.PLATFORM)).alias(C.PLATFORMS),
+def build_users(events: DataFrame, persons: DataFrame, platforms: Sequence[str]) -> DataFrame:
+    """One row per person: accounts resolved to them, platforms, event counts and time span.
+
+    ``events`` clustered by ``user_idx`` (as ``build_events`` returns them) aggregate in place;
+    ``platforms``: every platform name the events may carry.
+    """
+    per_user = events.groupBy(C.USER_IDX).agg(
+        F.bit_or(_platform_bit(platforms)).alias(_PLATFORM_MASK),
         F.count(F.lit(1)).alias(C.N_EVENTS),
         F.min(C.TS).alias(C.FIRST_TS),
         F.max(C.TS).alias(C.LAST_TS),
     )
-    accounts = persons.groupBy(C.USER_IDX).agg(F.count(F.lit(1)).cast("int").alias(C.N_ACCOUNTS))
-    return USERS.select(per_user.join(accounts, C.USER_IDX))
+    accounts = persons.groupBy(C.USER_IDX, C.USER_KEY) \
+        .agg(F.count(F.lit(1)).cast("int").alias(C.N_ACCOUNTS))
+    return USERS.select(per_user.join(F.broadcast(accounts), C.USER_IDX)
+                        .withColumn(C.PLATFORMS, _platform_names(platforms)))
 
 
-def build_interactions(events: DataFrame, partitions: int) -> DataFrame:
+def build_interactions(events: DataFrame, users: DataFrame, items: DataFrame,
+                       platforms: Sequence[str]) -> DataFrame:
     """The user-item matrix: one row per (user, item) aggregated over platforms and time.
 
-    Range-partitioned by (domain, user_idx), which also clusters the aggregation (one shuffle).
+    ``events`` clustered by ``user_idx`` (as ``build_events`` returns them) aggregate in place;
+    ``users``/``items`` give each index its key and domain; ``platforms``: every platform name
+    the events may carry. Each partition comes out sorted by ``(domain, user_idx, item_idx)``,
+    ready for a write partitioned by domain.
     """
-    latest_value = F.max_by(C.VALUE, F.when(F.col(C.VALUE).isNotNull(),
-                                            F.struct(C.TS, C.VALUE)))
-    # weights summed as decimals: exact, so the result cannot depend on shuffle order
-    exact_sum = F.sum(F.col(C.WEIGHT).cast("decimal(20,6)")).cast("double")
-    agg = (events.repartitionByRange(partitions, C.DOMAIN, C.USER_IDX)
-           .groupBy(C.USER_IDX, C.ITEM_IDX, C.USER_KEY, C.ITEM_ID, C.DOMAIN).agg(
-        exact_sum.alias(C.WEIGHT),
+    # Every aggregate below has a fixed-width buffer, so Spark hash-aggregates in place; a string
+    # key, collect_set, a struct or a wide decimal would each force a sort of all the events.
+    latest_value = F.max_by(C.VALUE, F.when(F.col(C.VALUE).isNotNull(), F.col(C.SEQ)))
+    # weights summed exactly in millionths, so the result cannot depend on row order
+    micro_weight = F.round(F.col(C.WEIGHT) * WEIGHT_SCALE).cast("long")
+    agg = events.groupBy(C.USER_IDX, C.ITEM_IDX).agg(
+        (F.sum(micro_weight) / WEIGHT_SCALE).alias(C.WEIGHT),
         F.count(F.lit(1)).cast("int").alias(C.N_EVENTS),
         F.min(C.TS).alias(C.FIRST_TS),
         F.max(C.TS).alias(C.LAST_TS),
-        F.sort_array(F.collect_set(C.PLATFORM)).alias(C.PLATFORMS),
+        F.bit_or(_platform_bit(platforms)).alias(_PLATFORM_MASK),
         latest_value.alias(C.VALUE_LAST),
         F.max(C.VALUE).alias(C.VALUE_MAX),
-    ))
-    return INTERACTIONS.select(agg).sortWithinPartitions(C.DOMAIN, C.USER_IDX, C.ITEM_IDX)
+    )
+    named = (agg.join(F.broadcast(users.select(C.USER_IDX, C.USER_KEY)), C.USER_IDX)
+             .join(F.broadcast(items.select(C.ITEM_IDX, C.ITEM_ID, C.DOMAIN)), C.ITEM_IDX)
+             .withColumn(C.PLATFORMS, _platform_names(platforms)))
+    return INTERACTIONS.select(named).sortWithinPartitions(C.DOMAIN, C.USER_IDX, C.ITEM_IDX)
+
+
+def _platform_bit(platforms: Sequence[str]) -> Column:
+    """``1 << i`` for the event's platform, i its position among the sorted ``platforms``."""
+    names = sorted(platforms)
+    if len(names) > 63:
+        raise ValueError(f"at most 63 platforms fit a platform mask, got {len(names)}")
+    bits = F.create_map(*[x for i, p in enumerate(names) for x in (F.lit(p), F.lit(1 << i))])
+    return bits[F.col(C.PLATFORM)].cast("long")
+
+
+def _platform_names(platforms: Sequence[str]) -> Column:
+    """The sorted names of the platforms whose bits are set in ``_PLATFORM_MASK``."""
+    mask = F.col(_PLATFORM_MASK)
+    return F.array_compact(F.array(*[F.when((mask.bitwiseAND(1 << i)) != 0, F.lit(p))
+                                     for i, p in enumerate(sorted(platforms))]))
