@@ -105,7 +105,8 @@ def gc_seconds(spark) -> float:
     return sum(b.getCollectionTime() for b in beans) / 1000.0
 
 
-def ingest_pass(spark, sources_path: Path, lake: Path, run_date: str) -> tuple[float, dict, dict, float]:
+def ingest_pass(spark, sources_path: Path, lake: Path,
+                run_date: str) -> tuple[float, dict, dict, float]:
     """(wall seconds, published row counts, seconds per stage, seconds in JVM GC) of one run."""
     from crossrec.ingest.pipeline import IngestConfig, run
 

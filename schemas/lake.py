@@ -76,7 +76,8 @@ INTERACTIONS = Table(
         Field(C.FIRST_TS, "timestamp"),
         Field(C.LAST_TS, "timestamp"),
         Field(C.PLATFORMS, "array<string>", doc="platforms the events came from, sorted"),
-        Field(C.VALUE_LAST, "double", nullable=True, doc="value of the latest event with one"),
+        Field(C.VALUE_LAST, "double", nullable=True,
+              doc="value of the latest event (by seq) with one"),
         Field(C.VALUE_MAX, "double", nullable=True),
         Field(C.DOMAIN, "string"),
     ),
@@ -103,7 +104,8 @@ EVENTS = Table(
     ),
     dataset=UNIFIED,
     key=(C.USER_IDX, C.SEQ),
-    doc="De-duplicated events, sorted by (user_idx, seq): the input of sequence models.",
+    doc="De-duplicated events; each file holds whole users, sorted by (user_idx, seq): the input "
+        "of sequence models.",
 )
 
 QUARANTINE = Table(

@@ -3,8 +3,8 @@
 The heavy path is laid out for one shuffle: identities are resolved, pseudonymised and indexed on
 the small account table (``persons``), joined to the events by broadcast, and the events are then
 hash-partitioned by ``user_idx`` once; de-duplication, per-user ordering, the write and the
-per-user and per-(user, item) aggregates all reuse that partitioning. No raw account id leaves this module: outputs are projected onto their declared
-schemas from :mod:`crossrec.schemas.lake`.
+per-user and per-(user, item) aggregates all reuse that partitioning. No raw account id leaves
+this module: outputs are projected onto their declared schemas from :mod:`crossrec.schemas.lake`.
 """
 from __future__ import annotations
 
