@@ -84,9 +84,12 @@ def test_events_deduplicated_and_ordered_per_user(spark):
     assert events.count() == 6
     assertSchemaEqual(events.schema, EVENTS.as_spark_schema(), ignoreNullable=True)
     # the write layout: partitions hold whole users, rows sorted by (user_idx, seq)
-    for part in events.rdd.glom().collect():
+    parts = events.rdd.glom().collect()
+    for part in parts:
         keys = [(r[C.USER_IDX], r[C.SEQ]) for r in part]
         assert keys == sorted(keys)
+    users = [{r[C.USER_IDX] for r in part} for part in parts]
+    assert sum(map(len, users)) == len(set().union(*users)) == 2  # no user in two partitions
 
 
 def test_users(spark):
