@@ -22,11 +22,11 @@ from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, USERS
 
 DEDUP_KEY = [C.USER_IDX, C.PLATFORM, C.ACCOUNT, C.ITEM_ID, C.EVENT_TYPE, C.VALUE, C.TS]
-EVENTS_IN, EVENTS_OUT = "events_in", "events_out"  # observed row counts around de-duplication
-BROADCAST_ACCOUNTS = 2_000_000
+EVENTS_IN = "events_in"  # observed row count before de-duplication
+BROADCAST_ACCOUNTS = 2_000_000  # above this many accounts the persons join shuffles instead
 WEIGHT_SCALE = 1_000_000  # event weights are summed exactly in units of 1e-6
 _REPEAT = "_repeat"
-_PLATFORM_MASK = "_platform_mask"  # above this many accounts the persons join shuffles instead
+_PLATFORM_MASK = "_platform_mask"
 
 
 def dense_index(df: DataFrame, key: str, index: str) -> DataFrame:
