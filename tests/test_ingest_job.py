@@ -35,3 +35,34 @@ def test_help_and_bad_run_date(capsys):
     with pytest.raises(SystemExit) as e:
         ingest.main(["--sources", "s", "--lake", "l", "--run-date", "2026-13-01"])
     assert e.value.code == 2 and "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def _cached(spark) -> int:
+    """Persisted RDDs of the session (a cached DataFrame's buffers, once filled), except the
+    connected components' localCheckpoint rounds, which Spark's ContextCleaner releases after
+    garbage collection (crossrec.ingest.identity)."""
+    rdds = spark.sparkContext._jsc.getPersistentRDDs().values()
+    return sum("localCheckpoint" not in r.toString() for r in rdds)
+
+
+def test_no_cache_outlives_a_run_that_publishes_or_fails(spark, tmp_path, monkeypatch):
+    from crossrec.ingest import unify
+
+    sources = write_raw(tmp_path / "raw")
+    args = ["--sources", str(sources), "--lake", str(tmp_path / "lake"), "--run-date",
+            "2026-11-23", "--dev-key"]
+    before = _cached(spark)
+    assert ingest.main(args) == 0
+    assert _cached(spark) == before
+
+    def broken(*a, **k):
+        raise RuntimeError("users failed")  # after every cache of the run has been filled
+
+    monkeypatch.setattr(unify, "build_users", broken)
+    try:
+        ingest.main([*args, "--force"])
+    except RuntimeError as e:
+        assert "users failed" in str(e)
+    else:
+        raise AssertionError("the run did not fail")
+    assert _cached(spark) == before

@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 import math
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from functools import reduce
 from typing import Callable
@@ -73,12 +74,19 @@ def read_all(spark: SparkSession, sources: Sources, store_of: StoreOf) -> dict[s
     return {spec.name: read_source(spark, store_of(spec.path), spec, cols) for spec, cols in specs}
 
 
-def check_all(parsed: dict[str, Parsed], sources: Sources, run_date: str) -> dict[str, DataFrame]:
-    """Every source with its typed columns and first error per row, by source name."""
+def _persist(df: DataFrame) -> DataFrame:
+    return df.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def check_all(parsed: dict[str, Parsed], sources: Sources, run_date: str,
+              cache: Callable[[DataFrame], DataFrame] = _persist) -> dict[str, DataFrame]:
+    """Every source with its typed columns and first error per row, by source name.
+
+    ``cache`` persists the checked catalog (the caller may release it once the events are built).
+    """
     # Cached before the platforms' plans are built, so each platform's broadcast of the valid
     # catalog reads the cache instead of re-running the catalog's parse and duplicate window.
-    catalog = validate.check_catalog(parsed[sources.catalog.name].df) \
-        .persist(StorageLevel.MEMORY_AND_DISK)
+    catalog = cache(validate.check_catalog(parsed[sources.catalog.name].df))
     out = {sources.catalog.name: catalog}
     if sources.links is not None:
         out[sources.links.name] = validate.check_links(parsed[sources.links.name].df,
@@ -147,11 +155,26 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
           parsed: dict[str, Parsed], run_id: str,
           lake: Lake) -> tuple[Staging, dict[str, DataFrame], quality.Counts]:
     """Check, unify and write every table read into ``parsed`` into a new staging version."""
+    # Every cache of the run is released when it ends, failed or not: the pipeline job and the
+    # tests run more work in the same session afterwards.
+    with ExitStack() as caches:
+        def cache(df: DataFrame) -> DataFrame:
+            caches.callback(df.unpersist)
+            return _persist(df)
+
+        return _stage(spark, sources, run_date, key, parsed, run_id, lake, cache)
+
+
+def _stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
+           parsed: dict[str, Parsed], run_id: str, lake: Lake,
+           cache: Callable[[DataFrame], DataFrame]
+           ) -> tuple[Staging, dict[str, DataFrame], quality.Counts]:
     staging = lake.stage(UNIFIED, run_date, run_id)
-    checked = check_all(parsed, sources, run_date)
+    checked = check_all(parsed, sources, run_date, cache)
+    checked_catalog = checked[sources.catalog.name]
     platforms = [p.name for p in sources.platforms]
-    all_events = reduce(DataFrame.unionByName, [slim(checked[p]) for p in platforms]) \
-        .withColumn(C.PLATFORM, F.col(C.SOURCE)).persist(StorageLevel.MEMORY_AND_DISK)
+    all_events = cache(reduce(DataFrame.unionByName, [slim(checked[p]) for p in platforms])
+                       .withColumn(C.PLATFORM, F.col(C.SOURCE)))
     status = {name: df for name, df in checked.items() if name not in platforms}
     checked.update({p: all_events.where(F.col(C.SOURCE) == p) for p in platforms})  # reuse cache
     out: dict[str, DataFrame] = {}
@@ -166,7 +189,7 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
     with timed(log, "resolve_identities") as facts:
         links = validate.split(checked["links"])[0] if "links" in checked else \
             spark.createDataFrame([], LINKS_RAW.as_spark_schema())
-        persons = unify.build_persons(good, links, key).persist(StorageLevel.MEMORY_AND_DISK)
+        persons = cache(unify.build_persons(good, links, key))
         facts.update(accounts=persons.count())
     catalog = validate.split(checked["catalog"])[0]
     out[ITEMS.name] = write_table(unify.build_items(catalog), ITEMS, staging.path(ITEMS))
@@ -175,11 +198,11 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
     with timed(log, "write_events"):
         # Kept once shuffled: users and interactions aggregate the same user-clustered rows with
         # no second shuffle. The write fills the cache as it goes (no extra job).
-        events = unify.build_events(good, persons, out[ITEMS.name], facts["accounts"],
-                                    _files(good_events), observed) \
-            .persist(StorageLevel.MEMORY_AND_DISK)
+        events = cache(unify.build_events(good, persons, out[ITEMS.name], facts["accounts"],
+                                          _files(good_events), observed))
         out[EVENTS.name] = write_table(events, EVENTS, staging.path(EVENTS), laid_out=True)
-    all_events.unpersist()
+    all_events.unpersist()  # early: its memory serves the aggregates below
+    checked_catalog.unpersist()
     with timed(log, "write_users_interactions"):
         out[USERS.name] = write_table(unify.build_users(events, persons, platforms), USERS,
                                       staging.path(USERS), _files(facts["accounts"]))
@@ -187,8 +210,6 @@ def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
                                                 platforms)
         out[INTERACTIONS.name] = write_table(interactions, INTERACTIONS,
                                              staging.path(INTERACTIONS), laid_out=True)
-    events.unpersist()
-    persons.unpersist()
     return staging, out, quality.Counts(read, bad, joined=observed.get[unify.EVENTS_IN])
 
 
