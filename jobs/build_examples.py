@@ -11,7 +11,7 @@ one row group each (about ``--rows-per-group`` rows), rows in a fixed pseudo-ran
 of ``(user_idx, seq)``), so that the feed can shard by row group and every row group is a sample
 of all users. A rerun with the same unified version, parameters and code publishes nothing
 (``--force`` builds anyway). Exit status: 0 published or unchanged, 2 bad arguments or no
-unified dataset for the date.
+unified dataset for the date, 4 another run of the date published meanwhile (nothing published).
 """
 from __future__ import annotations
 

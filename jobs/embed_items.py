@@ -15,7 +15,8 @@ fingerprint and the same encoder (name and a digest of its model files), nothing
 the job exits 0 with ``"skipped": true`` and the path of the vectors that still apply
 (``crossrec.text.published_vectors`` finds them for any date). ``--force`` re-embeds anyway.
 
-Exit status: 0 published or skipped, 2 bad arguments, encoder or input.
+Exit status: 0 published or skipped, 2 bad arguments, encoder or input, 4 another
+run of the date published meanwhile (nothing published).
 """
 from __future__ import annotations
 

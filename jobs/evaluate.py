@@ -14,7 +14,8 @@ the model x cohort table (mean ± std over seeds). ``--tune`` picks each model's
 its grid on a validation split carved from the first seed's training data. A rerun with the same
 unified version, protocol, seeds, models and parameters publishes nothing and prints the published
 table (``--force`` evaluates again). Exit status: 0 published or unchanged, 2 bad arguments or
-input, 3 a model failed (the message names it) or the split leaked.
+input, 3 a model failed (the message names it) or the split leaked, 4 another run of the date
+published meanwhile (nothing published).
 """
 from __future__ import annotations
 

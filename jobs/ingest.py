@@ -9,7 +9,8 @@ The pseudonymisation key comes from $CROSSREC_ID_KEY; ``--dev-key`` uses a fixed
 development key instead (demo and local runs only). A rerun of a date whose inputs (the files'
 path, size and mtime), sources file, key and code are unchanged publishes nothing and exits 0
 (``--force`` ingests anyway). Exit status: 0 published or unchanged, 2 bad configuration or
-input, 3 data-quality gate failed (nothing published).
+input, 3 data-quality gate failed (nothing published), 4 another run of the date
+published meanwhile (nothing published).
 """
 from __future__ import annotations
 

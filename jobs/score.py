@@ -12,7 +12,8 @@ events is scored from their latest history, users new since training included; i
 does not know are skipped and counted in the summary. Output partitioned by domain. The run id is
 a digest of the inputs (unified version, model version) and parameters: a rerun with the same run
 id publishes nothing (``--force`` scores again and replaces the date with identical rows).
-Exit status: 0 published or unchanged, 2 bad arguments, no unified data or no model.
+Exit status: 0 published or unchanged, 2 bad arguments, no unified data or no model,
+4 another run of the date published meanwhile (nothing published).
 """
 from __future__ import annotations
 

@@ -85,3 +85,32 @@ def test_stores_agree(spark, tmp_path, make):
     assert [f.size for f in files] == [9, 0]
     store.delete(join(base, "d"))
     assert not store.exists(join(base, "d"))
+
+
+def test_a_version_collected_by_a_concurrent_run_is_never_published(tmp_path):
+    from crossrec.errors import PublishError
+
+    lake = Lake.open(str(tmp_path))
+    slow = lake.stage("unified", "2026-11-23", "slow")   # still writing when ...
+    _write(lake.store, slow)
+    fast = lake.stage("unified", "2026-11-23", "fast")   # ... another run of the date publishes
+    _write(lake.store, fast)
+    published = lake.commit(fast, "fast", {"items": {"rows": 1}})
+    assert not lake.store.exists(slow.dir)               # collected as an unpublished version
+    _write(lake.store, slow, "late")   # the slow run's last write recreates part of its folder
+    with pytest.raises(PublishError, match="staged users missing; nothing published. Another run"):
+        lake.commit(slow, "slow", {"items": {"rows": 1}, "users": {"rows": 1}})
+    assert lake.manifest("unified", "2026-11-23").version == published.version
+
+
+def test_a_file_listed_by_a_table_must_be_staged(tmp_path):
+    from crossrec.errors import PublishError
+
+    lake = Lake.open(str(tmp_path))
+    s = lake.stage("model", "2026-11-23", "m")
+    lake.store.write_text_atomic(join(s.dir, "model.json"), "{}")
+    with pytest.raises(PublishError, match="weights.safetensors"):
+        lake.commit(s, "m", {"artifact": {"files": ["model.json", "weights.safetensors"]}})
+    assert lake.manifest("model", "2026-11-23") is None
+    lake.store.write_text_atomic(join(s.dir, "weights.safetensors"), "w")
+    assert lake.commit(s, "m", {"artifact": {"files": ["model.json", "weights.safetensors"]}})

@@ -16,13 +16,14 @@ import json
 import logging
 from typing import Any, Callable, Mapping
 
-from crossrec.errors import ConfigError, InputError, QualityGateError
+from crossrec.errors import ConfigError, InputError, PublishError, QualityGateError
 from crossrec.lake import run_date_arg
 from crossrec.settings import Settings, check_lake, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Exit status of each error a job raises on purpose; anything else is a crash (Python's 1).
-EXIT_CODES: dict[type[BaseException], int] = {ConfigError: 2, InputError: 2, QualityGateError: 3}
+EXIT_CODES: dict[type[BaseException], int] = {ConfigError: 2, InputError: 2, QualityGateError: 3,
+                                              PublishError: 4}
 _NOT_SETTINGS = ("help", "config")
 
 

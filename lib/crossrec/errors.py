@@ -15,3 +15,7 @@ class InputError(CrossrecError):
 
 class QualityGateError(CrossrecError):
     """The data-quality gate failed: nothing was published."""
+
+
+class PublishError(CrossrecError):
+    """A staged version could not be published: nothing was (the previous publication stands)."""

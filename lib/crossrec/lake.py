@@ -19,7 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from crossrec.errors import InputError
+from crossrec.errors import InputError, PublishError
 from crossrec.schemas.table import Table
 from crossrec.store import Store, join, normalize_url
 
@@ -104,7 +104,21 @@ class Lake:
 
     def commit(self, staging: Staging, run_id: str, tables: dict[str, dict[str, Any]],
                extra: dict[str, Any] | None = None) -> Manifest:
-        """Publish ``staging`` in one atomic step, then drop versions nobody can be reading."""
+        """Publish ``staging`` in one atomic step, then drop versions nobody can be reading.
+
+        Raises :class:`PublishError`, publishing nothing, if a table of ``tables`` (a folder of
+        its name, or the files its ``files`` lists) is not in the staged folder: a run of the
+        same dataset and date that published meanwhile collected unpublished versions, this one
+        included (one writer per dataset and date).
+        """
+        wanted = [f for t, facts in tables.items() for f in facts.get("files", [t])]
+        missing = [f for f in wanted if not self.store.exists(join(staging.dir, f))]
+        if missing:
+            raise PublishError(
+                f"{staging.dir}: staged {', '.join(missing)} missing; nothing published. "
+                f"Another run of {staging.dataset!r} for {staging.run_date} probably published "
+                f"while this one ran and removed this unpublished version; run one writer per "
+                f"dataset and date, then rerun")
         old = self.manifest(staging.dataset, staging.run_date)
         manifest = Manifest(staging.dataset, staging.run_date, staging.version, run_id, tables,
                             previous=old.version if old else None, extra=extra or {})
