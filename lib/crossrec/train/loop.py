@@ -44,7 +44,9 @@ class TrainConfig:
     dim: int = 64
     delta_rank: int = 8
     hidden: int = 256
-    max_history: int = 50
+    # the latest 20 events, not 50: on the demo 31 % faster per epoch and +10 % validation
+    # NDCG@10 after the full schedule (README, Training benchmark)
+    max_history: int = 20
 
     @property
     def epochs(self) -> int:
