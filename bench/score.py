@@ -148,21 +148,28 @@ class PeakRss:
         self._thread.join()
 
 
+def repeated(times: int, run: Any) -> dict:
+    """Wall times of ``run()`` done ``times`` times (at least once): the fastest as ``seconds``,
+    the first (cold) as ``first_seconds``, all as ``runs``."""
+    walls = []
+    for _ in range(max(1, times)):
+        t0 = time.perf_counter()
+        run()
+        walls.append(round(time.perf_counter() - t0, 2))
+    return {"seconds": min(walls), "first_seconds": walls[0], "runs": walls}
+
+
 def time_crossrec(spark: Any, events_path: str, items: Any, art: str, a: argparse.Namespace) -> dict:
     from crossrec.score import recommend
     from crossrec.schemas.lake import EVENTS
 
     events = spark.read.schema(EVENTS.as_spark_schema()).parquet(events_path)
-    walls = []
     with PeakRss() as peak:
-        for _ in range(max(1, a.repeat)):
-            t0 = time.perf_counter()
-            recs = recommend(events, items, art, a.k, block_users=a.block_users,
-                             partitions=a.partitions)
-            recs.write.format("noop").mode("overwrite").save()
-            walls.append(round(time.perf_counter() - t0, 2))
-    return {"seconds": min(walls), "first_seconds": walls[0], "runs": walls,
-            "peak_python_worker_mb": round(peak.python_mb), "peak_jvm_mb": round(peak.jvm_mb)}
+        runs = repeated(a.repeat, lambda: recommend(
+            events, items, art, a.k, block_users=a.block_users, partitions=a.partitions
+        ).write.format("noop").mode("overwrite").save())
+    return {**runs, "peak_python_worker_mb": round(peak.python_mb),
+            "peak_jvm_mb": round(peak.jvm_mb)}
 
 
 def time_als(spark: Any, events_path: str, a: argparse.Namespace) -> dict:
@@ -176,13 +183,9 @@ def time_als(spark: Any, events_path: str, a: argparse.Namespace) -> dict:
                 seed=0).fit(ratings)
     fit = time.perf_counter() - t0
     n_items = model.itemFactors.count()  # items nobody rated have no factor: say how many ALS ranks
-    walls = []
-    for _ in range(max(1, a.repeat)):
-        t0 = time.perf_counter()
-        model.recommendForAllUsers(a.k).write.format("noop").mode("overwrite").save()
-        walls.append(round(time.perf_counter() - t0, 2))
-    return {"seconds": min(walls), "first_seconds": walls[0], "runs": walls,
-            "fit_seconds_not_counted": round(fit, 1), "items_with_factors": n_items}
+    runs = repeated(a.repeat, lambda: model.recommendForAllUsers(a.k).write.format("noop")
+                    .mode("overwrite").save())
+    return {**runs, "fit_seconds_not_counted": round(fit, 1), "items_with_factors": n_items}
 
 
 def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 8.0) -> dict:

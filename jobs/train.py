@@ -14,9 +14,9 @@ Reads the published ``examples`` of the date, the latest ``item_text`` and the c
 it; trains data-parallel (one process per GPU, or CPU processes with gloo); rank 0 checkpoints every
 epoch under ``--work-dir`` (rerunning the same command after a crash resumes); publishes
 ``weights.safetensors`` + ``model.json`` as dataset ``model``. Exit status: 0 published, 2 bad
-configuration or input, 3 training failed (ranks diverged), 4 another run of the date published meanwhile
-(nothing published). A rerun whose inputs' versions and
-training configuration are unchanged publishes nothing (``--force`` trains again).
+configuration or input, 3 training failed (ranks diverged), 4 another run of the date published
+meanwhile (nothing published). A rerun whose inputs' versions and training configuration are
+unchanged publishes nothing (``--force`` trains again).
 """
 from __future__ import annotations
 
