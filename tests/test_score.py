@@ -212,14 +212,31 @@ def test_one_domain_and_clear_errors(spark, case, tmp_path):
 
 # --- top_k alone: exact ties and -inf, against a sort ----------------------------------------------
 
-@pytest.mark.parametrize("k", [1, 3, 7, 40])
-def test_top_k_matches_a_stable_sort(k):
-    g = torch.Generator().manual_seed(k)
-    scores = torch.randint(0, 6, (64, 30), generator=g).float()   # many exact ties
-    scores[torch.rand(64, 30, generator=g) < 0.3] = float("-inf")
+# (k, columns, group): 30 columns take one stage; the others two (group maxima first), with a
+# short last group (203, 61) or none (200), and with groups of equal maxima (values in 0..5)
+@pytest.mark.parametrize("k, m, group", [(1, 30, 32), (3, 30, 32), (7, 30, 32), (40, 30, 32),
+                                         (1, 203, 4), (3, 203, 4), (7, 200, 4), (10, 61, 2),
+                                         (5, 2000, 32)])
+def test_top_k_matches_a_stable_sort(k, m, group):
+    g = torch.Generator().manual_seed(k * m)
+    scores = torch.randint(0, 6, (64, m), generator=g).float()    # many exact ties
+    scores[torch.rand(64, m, generator=g) < 0.3] = float("-inf")
     scores[0] = float("-inf")
-    vals, cols = S.top_k(scores.clone(), k)
+    scores[1, k // 2:] = float("-inf")                             # fewer candidates than k
+    scores[2, -1] = 9.0                                            # the best in the last group
+    vals, cols = S.top_k(scores.clone(), k, group)
     for row, v, c in zip(scores.tolist(), vals.tolist(), cols.tolist()):
         want = sorted(((x, j) for j, x in enumerate(row) if x != float("-inf")), key=lambda t: (-t[0], t[1]))[:k]
         got = [(x, j) for x, j in zip(v, c) if x != float("-inf")]
         assert got == want
+
+
+@pytest.mark.parametrize("m, group", [(203, 4), (2000, 32), (20_000, 32)])
+def test_largest_finds_the_values_of_a_full_topk(m, group):
+    g = torch.Generator().manual_seed(m)
+    scores = torch.randn(128, m, generator=g)
+    scores[torch.rand(128, m, generator=g) < 0.5] = float("-inf")
+    vals, cols = S.largest(scores, 11, group)
+    assert torch.equal(vals, scores.topk(11, dim=1).values)
+    assert torch.equal(scores.gather(1, cols), vals)         # the columns hold those values
+    assert all(len(set(row)) == 11 for row in cols.tolist())  # and no column twice
