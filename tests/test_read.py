@@ -62,6 +62,13 @@ def test_csv_counts_fields_honouring_quotes(spark, tmp_path):
     assert by_raw['e,"say ""hi""",5'][1:3] == ("e", 'say "hi"')
 
 
+def test_crlf_line_ends_are_not_part_of_a_row(spark, tmp_path):
+    (tmp_path / "a.jsonl").write_bytes(b'{"u": "a", "i": "x", "t": "1"}\r\n\r\n{"u": "b"}\r\n')
+    rows = _rows(spark, _spec(tmp_path / "a.jsonl", "jsonl", account="u", item_id="i", ts="t"))
+    assert [r[0] for r in rows] == ["", '{"u": "a", "i": "x", "t": "1"}', '{"u": "b"}']
+    assert rows[0][4:] == ("*", "blank line")
+
+
 def test_csv_header_mismatch_names_the_file(spark, tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "1.csv").write_text("user,item,when\na,b,1\n")

@@ -68,9 +68,10 @@ def _project(df: DataFrame, spec: SourceSpec, logical: list[str]) -> DataFrame:
 
 
 def _text_lines(spark: SparkSession, files: list[str]) -> DataFrame:
-    """Lines with their file; a trailing CR (CRLF files) is removed."""
+    """Lines with their file. Spark's line reader ends a line at LF, CRLF or CR, so CRLF files
+    need no fix-up (a regex stripping a trailing CR cost 0.8 µs a line and never matched)."""
     return spark.read.text(files).select(
-        F.regexp_replace("value", r"\r$", "").alias(C.RAW),
+        F.col("value").alias(C.RAW),
         F.col("_metadata.file_path").alias(C.SOURCE_FILE),
     )
 
