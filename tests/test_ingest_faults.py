@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from pyspark.errors import AnalysisException
 
+from crossrec.ingest import pipeline, unify
 from crossrec.ingest.pseudonym import ENV_VAR
 from crossrec.lake import FAILED, Manifest
 from crossrec.schemas.lake import PUBLISHED, QUARANTINE
@@ -311,6 +312,22 @@ def test_rerun_of_same_date_publishes_identical_data(spark, base, rerun):
         sorted([f"_v_{base.manifest.version}", f"_v_{m.version}"])
     previous = date_dir(rerun.lake, DATE) / f"_v_{base.manifest.version}"
     assert version_tables(spark, previous) == base.tables
+
+
+def test_users_indexed_by_key_ranges_publish_the_same_tables(spark, base, tmp_path, monkeypatch):
+    # large inputs index users by ranges of user keys: forced here on the base inputs
+    prefixes = []
+    index = unify.with_dense_index
+
+    def spy(df, key, name, prefix=0):
+        prefixes.append(prefix)
+        return index(df, key, name, prefix)
+
+    monkeypatch.setattr(pipeline, "RANGED_INDEX_EVENTS", 0)
+    monkeypatch.setattr(unify, "with_dense_index", spy)
+    assert ingest_here(base.sources, tmp_path / "lake") == 0
+    assert unify.USER_KEY_PREFIX in prefixes
+    assert published_tables(spark, tmp_path / "lake", DATE) == base.tables
 
 
 # --- 4. configuration and quality failures ------------------------------------------------------

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 
 from pyspark.sql import Observation
+import pytest
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from crossrec.ingest import unify
@@ -51,6 +52,22 @@ def test_dense_index_is_sorted_and_dense(spark):
     df = spark.createDataFrame([("z",), ("b",), ("z",), ("a",)], "k string")
     assertDataFrameEqual(unify.dense_index(df, "k", "i"),
                          spark.createDataFrame([("a", 0), ("b", 1), ("z", 2)], "k string, i int"))
+
+
+@pytest.mark.parametrize("prefix", [0, 1, 2, 3])
+def test_dense_index_by_ranges_matches_a_sort(spark, prefix):
+    # keys shorter than the prefix, one a prefix of another, non-ASCII, repeats and a null
+    keys = ["ab", "a", "", "abc", "b", "zz", "é", "éa", "ab", "Z", "0", "b", None, "aa"]
+    df = spark.createDataFrame([(k, i) for i, k in enumerate(keys)], "k string, row int")
+    got = {r["row"]: r["i"] for r in unify.with_dense_index(df, "k", "i", prefix).collect()}
+    order = [None] + sorted({k for k in keys if k is not None})   # Spark: nulls first
+    assert got == {i: order.index(k) for i, k in enumerate(keys)}
+
+
+def test_persons_indexed_by_ranges_or_one_window_agree(spark):
+    links = spark.createDataFrame([("web", "a1", "app", "a9")], LINKS)
+    assertDataFrameEqual(unify.build_persons(_good(spark), links, KEY, ranged=True),
+                         _persons(spark))
 
 
 def test_persons_share_a_pseudonym_and_index(spark):

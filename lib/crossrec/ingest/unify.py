@@ -27,32 +27,65 @@ BROADCAST_ACCOUNTS = 2_000_000  # above this many accounts the persons join shuf
 WEIGHT_SCALE = 1_000_000  # event weights are summed exactly in units of 1e-6
 _REPEAT = "_repeat"
 _PLATFORM_MASK = "_platform_mask"
+_RANGE = "_range"
+_BELOW = "_below"
+_OF_RANGE = "_of_range"
+USER_KEY_PREFIX = 2  # user keys are hex digests: ranges by their first 2 digits, 256 of them
 
 
-def dense_index(df: DataFrame, key: str, index: str) -> DataFrame:
-    """``[key, index]``: 0-based dense ints in ``key`` order, so reruns give the same indices."""
-    return _with_dense_index(df.select(key).distinct(), key, index)
+def dense_index(df: DataFrame, key: str, index: str, prefix: int = 0) -> DataFrame:
+    """``[key, index]``: 0-based dense ints in ``key`` order, so reruns give the same indices.
+
+    ``prefix``: see :func:`with_dense_index`.
+    """
+    return with_dense_index(df.select(key).distinct(), key, index, prefix)
 
 
-def _with_dense_index(df: DataFrame, key: str, index: str) -> DataFrame:
-    # One global window, sorted in a single JVM task: for the few hundred thousand keys here
-    # that is far cheaper than rdd.zipWithIndex, which ships every key through Python and runs
-    # its input twice (once to count partitions). dense_rank gives equal keys one index.
-    rank = F.dense_rank().over(Window.orderBy(key)) - 1
-    return df.withColumn(index, rank.cast(T.IntegerType()))
+def with_dense_index(df: DataFrame, key: str, index: str, prefix: int = 0) -> DataFrame:
+    """``df`` plus ``index``: 0-based dense ints in ``key`` order (equal keys, one index).
+
+    ``prefix`` 0 ranks every key in one window, one task: for a few hundred thousand keys far
+    cheaper than ``rdd.zipWithIndex``, which ships every key through Python and runs its input
+    twice. ``prefix`` n > 0 splits the keys by their first n characters (an order-preserving
+    cut: a smaller prefix means a smaller key): each range is ranked in its own task and
+    shifted by the distinct keys of the ranges below it, counted in one small aggregate, so no
+    task sees more than its range. Any n gives the same indices; n only balances the ranges,
+    which suits keys spread evenly over their first characters (hex digests: n = 2 gives 256).
+    """
+    if prefix <= 0:
+        return df.withColumn(index, (F.dense_rank().over(Window.orderBy(key)) - 1)
+                             .cast(T.IntegerType()))
+    # two reads of df: the ranks, and the key counts behind the offsets (a cheap df, or cached)
+    ranged = df.withColumn(_RANGE, F.substring(key, 1, prefix)).repartition(_RANGE)
+    # distinct keys per range, null (which count_distinct skips) one of them
+    sizes = ranged.groupBy(_RANGE).agg(
+        (F.count_distinct(key) + F.max(F.col(key).isNull().cast("long"))).alias(_BELOW))
+    below = Window.orderBy(_RANGE).rowsBetween(Window.unboundedPreceding, -1)
+    offsets = sizes.select(_RANGE, F.coalesce(F.sum(_BELOW).over(below), F.lit(0)).alias(_BELOW))
+    offsets = offsets.withColumnRenamed(_RANGE, _OF_RANGE)
+    local = F.dense_rank().over(Window.partitionBy(_RANGE).orderBy(key)) - 1
+    ranked = ranged.withColumn(index, local)
+    # null-safe: null keys (range null) come first, as in the single window
+    return (ranked.join(F.broadcast(offsets), ranked[_RANGE].eqNullSafe(offsets[_OF_RANGE]))
+            .withColumn(index, (F.col(_BELOW) + F.col(index)).cast(T.IntegerType()))
+            .drop(_RANGE, _OF_RANGE, _BELOW))
 
 
-def build_persons(events: DataFrame, links: DataFrame, key: bytes) -> DataFrame:
+def build_persons(events: DataFrame, links: DataFrame, key: bytes,
+                  ranged: bool = False) -> DataFrame:
     """``[user_key, platform, account, user_idx]``: one row per account seen in ``events``.
 
     Accounts linked (directly or through chains) share one person; ``user_key`` is the person's
-    HMAC pseudonym and ``user_idx`` its dense index in ``user_key`` order.
+    HMAC pseudonym and ``user_idx`` its dense index in ``user_key`` order, computed by ranges of
+    keys when ``ranged`` (the same indices; see :func:`with_dense_index`).
     """
     persons = pseudonymize(resolve_accounts(events, links), PERSON, C.USER_KEY, key, PERSON_NS)
     persons = persons.select(C.USER_KEY, C.PLATFORM, C.ACCOUNT)
+    if ranged:  # ranges read it twice: resolve and pseudonymise once
+        persons = persons.localCheckpoint()
     # indexed in place rather than joined to dense_index(persons): the resolution and HMAC
     # upstream then run once, not twice
-    return _with_dense_index(persons, C.USER_KEY, C.USER_IDX)
+    return with_dense_index(persons, C.USER_KEY, C.USER_IDX, USER_KEY_PREFIX if ranged else 0)
 
 
 def build_items(catalog: DataFrame) -> DataFrame:
