@@ -10,7 +10,7 @@ import pytest
 
 from crossrec.errors import ConfigError
 from crossrec.settings import check_lake, load_settings
-from jobs import build_examples, embed_items, ingest, pipeline, train
+from jobs import build_examples, embed_items, evaluate, ingest, pipeline, train
 
 DATE = "2026-11-23"
 
@@ -33,8 +33,27 @@ def test_file_supplies_defaults_and_the_command_line_wins(tmp_path):
     assert embed_items.parse_args(["--config", cfg]).batch_size == 256
 
 
+def test_repeatable_options_take_a_list_the_command_line_extends(tmp_path):
+    cfg = write(tmp_path, 'lake = "x"\nrun_date = "2026-01-02"\n'
+                          '[evaluate]\nparam = ["ease.l2=500", "als.rank=8"]\n')
+    assert evaluate.parse_args(["--config", cfg]).params == {"ease": {"l2": 500},
+                                                             "als": {"rank": 8}}
+    e = evaluate.parse_args(["--config", cfg, "--param", "als.rank=16", "--param", "pop.x=a"])
+    assert e.params == {"ease": {"l2": 500}, "als": {"rank": 16}, "pop": {"x": "a"}}
+    one = write(tmp_path, 'lake = "x"\nrun_date = "2026-01-02"\n[evaluate]\nparam = "ease.l2=1"\n')
+    assert evaluate.parse_args(["--config", one]).params == {"ease": {"l2": 1}}
+
+
+def test_a_bad_list_item_is_named_by_its_position(tmp_path, capsys):
+    cfg = write(tmp_path, '[evaluate]\nparam = ["ease.l2=500", "rank"]\n')
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--config", cfg, "--lake", "x", "--run-date", DATE])
+    assert "[evaluate] param[1]: invalid value 'rank' for --param" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text, message", [
     ('[train]\ndimm = 3\n', "[train] dimm: not an option of train"),
+    ('[train]\ndim = [3]\n', "[train] dim: expected a single value for --dim"),
     ('[train]\ndim = "x"\n', "[train] dim: invalid value 'x' for --dim"),
     ('[train]\ngpu = "yes"\n', "[train] gpu: expected true or false"),
     ('[train]\nlauncher = "mpi"\n', "[train] launcher: 'mpi' is not one of local, torch, horovod"),

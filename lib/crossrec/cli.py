@@ -7,7 +7,8 @@
 
 Precedence, lowest first: the option's default in the job, the ``--config`` file (its common
 fields and the job's table), the command line. Every store-true flag also gets a hidden
-``--no-FLAG``, so a flag switched on in the file can be switched off for one run.
+``--no-FLAG``, so a flag switched on in the file can be switched off for one run. A repeatable
+option (``--param``) takes a list in the file, which the command line's uses extend.
 """
 from __future__ import annotations
 
@@ -117,6 +118,14 @@ def _convert(action: argparse.Action, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false (flag {flag}), got {value!r}")
         return value if isinstance(action, argparse._StoreTrueAction) else not value
+    if isinstance(action, argparse._AppendAction):  # repeatable: a list (or one value) in the file
+        items = value if isinstance(value, list) else [value]
+        return [_convert_one(action, v, f"{where}[{i}]" if isinstance(value, list) else where, flag)
+                for i, v in enumerate(items)]
+    return _convert_one(action, value, where, flag)
+
+
+def _convert_one(action: argparse.Action, value: Any, where: str, flag: str) -> Any:
     if isinstance(value, (dict, list)) or (isinstance(value, bool) and action.type is not bool):
         raise ConfigError(f"{where}: expected a single value for {flag}, got {value!r}")
     try:

@@ -21,6 +21,9 @@ command-line options; options given on the command line win. Example::
     num_proc = 2
     pretrain_epochs = 6
 
+    [evaluate]
+    param = ["ease.l2=500", "als.rank=64"]   # a repeatable option: a list
+
 A stage's keys are its job's option names with ``_`` for ``-`` (``./spark-submit.sh JOB --help``
 lists them); each value is checked by the option's own parser at start-up, and an unknown key, a
 wrong type or a bad value is an error naming the file and the key. Relative paths in the file
