@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from crossrec.lake import POINTER, Lake, check_run_date
+from crossrec.lake import KEEP_FAILED, POINTER, Lake, check_run_date
 from crossrec.schemas.lake import ITEMS
 from crossrec.store import HadoopStore, LocalStore, join
 
@@ -57,6 +57,27 @@ def test_failed_run_is_kept_for_inspection(tmp_path):
     _write(lake.store, ok)
     lake.commit(ok, "g", {})
     assert lake.store.exists(failed.dir)
+
+
+def test_only_the_newest_failed_runs_are_kept(tmp_path):
+    lake = Lake.open(str(tmp_path))
+    ok = lake.stage("unified", "2026-11-23", "ok")
+    _write(lake.store, ok)
+    m = lake.commit(ok, "ok", {})
+    failed = []
+    for i in range(KEEP_FAILED + 2):  # a date that fails run after run
+        s = lake.stage("unified", "2026-11-23", f"f{i}")
+        _write(lake.store, s)
+        lake.mark_failed(s, {"failed": [i]})
+        failed.append(s)
+    other = lake.stage("unified", "2026-11-24", "other")   # another date keeps its own
+    _write(lake.store, other)
+    lake.mark_failed(other, {"failed": []})
+    names = lake.store.list_names(lake.date_dir("unified", "2026-11-23"))
+    assert sorted(names) == sorted([POINTER, f"_v_{m.version}",
+                                    *[f"_v_{s.version}" for s in failed[-KEEP_FAILED:]]])
+    assert lake.store.exists(other.dir)
+    assert lake.manifest("unified", "2026-11-23").version == m.version
 
 
 def test_run_date_is_validated():

@@ -25,6 +25,7 @@ from crossrec.store import Store, join, normalize_url
 
 POINTER = "_COMMITTED.json"
 FAILED = "_FAILED.json"
+KEEP_FAILED = 3  # failed runs' staged versions kept per dataset and date, newest first
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -129,8 +130,11 @@ class Lake:
         return manifest
 
     def mark_failed(self, staging: Staging, reason: dict[str, Any]) -> None:
-        """Keep a failed run's staged output (e.g. its quarantine) for inspection."""
+        """Keep a failed run's staged output (e.g. its quarantine) for inspection: the newest
+        :data:`KEEP_FAILED` of the date are kept, older failed versions deleted (each holds a
+        whole staged copy of the tables, and a date may fail every day until it is fixed)."""
         self.store.write_text_atomic(join(staging.dir, FAILED), json.dumps(reason, indent=2))
+        self._prune_failed(self.date_dir(staging.dataset, staging.run_date))
 
     def _collect_garbage(self, date_dir: str, keep: set[str | None]) -> None:
         for name in self.store.list_names(date_dir):
@@ -139,6 +143,14 @@ class Lake:
             version_dir = join(date_dir, name)
             if not self.store.exists(join(version_dir, FAILED)):
                 self.store.delete(version_dir)  # superseded, or left by a killed run
+        self._prune_failed(date_dir)
+
+    def _prune_failed(self, date_dir: str) -> None:
+        # version names start with their UTC staging time, so name order is age order
+        failed = sorted(n for n in self.store.list_names(date_dir)
+                        if n.startswith("_v_") and self.store.exists(join(date_dir, n, FAILED)))
+        for name in failed[:-KEEP_FAILED]:
+            self.store.delete(join(date_dir, name))
 
     def dates(self, dataset: str) -> list[str]:
         """Run dates with a published version, ascending."""
