@@ -231,6 +231,11 @@ def test_top_k_matches_a_stable_sort(k, m, group):
         assert got == want
 
 
+def test_top_k_of_no_columns_is_empty():
+    vals, cols = S.top_k(torch.zeros(3, 0), 5)
+    assert vals.shape == cols.shape == (3, 0) and cols.dtype == torch.long
+
+
 @pytest.mark.parametrize("m, group", [(203, 4), (2000, 32), (20_000, 32)])
 def test_largest_finds_the_values_of_a_full_topk(m, group):
     g = torch.Generator().manual_seed(m)

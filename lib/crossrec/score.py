@@ -448,6 +448,8 @@ def top_k(scores: Tensor, k: int, group: int = TOPK_GROUP) -> tuple[Tensor, Tens
     """Scores [B, M] (-inf: not a candidate) -> the best min(k, M) per row as (values, columns),
     higher score first, equal scores by smaller column; -inf entries come last (drop them)."""
     k = min(k, scores.shape[1])
+    if k == 0:  # no columns
+        return scores[:, :0], torch.zeros_like(scores[:, :0], dtype=torch.long)
     probe = min(k + 1, scores.shape[1])
     vals, cols = largest(scores, probe, group)            # sorted, but ties in any order
     # a tie straddling the k-th place: topk may have kept a larger column than one it left out

@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import torch
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -28,6 +29,7 @@ from crossrec.errors import ConfigError
 from crossrec.evaluate.split import EvalProtocol
 from crossrec.schemas import columns as C
 from crossrec.schemas.evaluation import RECOMMENDATIONS
+from crossrec.score import top_k
 
 _MODULES = ("crossrec.evaluate.baselines", "crossrec.evaluate.crossrec_model")
 
@@ -147,7 +149,7 @@ class TargetView:
               block: int = 4096) -> pa.Table:
         """RECOMMENDATIONS rows for ``users`` [U]: ``scores(users_block)`` gives [B, n_T] scores
         of the target items; seen items are removed, the rest sorted by score descending, ties by
-        item_idx ascending (a stable sort of the columns, which are in item_idx order)."""
+        item_idx ascending (the columns are in item_idx order): the scoring job's top-K."""
         parts = [self._top_k_block(users[i:i + block], scores, k) for i in range(0, len(users), block)]
         if not parts:
             return RECOMMENDATIONS.as_arrow_schema().empty_table()
@@ -161,8 +163,8 @@ class TargetView:
         if np.isnan(s).any():
             raise ValueError("scores contain NaN")
         s[self.seen_mask(users)] = -np.inf
-        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-        top = np.take_along_axis(s, order, axis=1)
+        top_t, order_t = top_k(torch.from_numpy(s), k)  # scoring's exact top-K and tie rule
+        top, order = top_t.numpy(), order_t.numpy()
         keep = np.isfinite(top)  # fewer than k unseen candidates: a shorter list
         rank = np.broadcast_to(np.arange(1, order.shape[1] + 1), order.shape)
         return pa.table({
