@@ -134,21 +134,24 @@ class Lake:
         :data:`KEEP_FAILED` of the date are kept, older failed versions deleted (each holds a
         whole staged copy of the tables, and a date may fail every day until it is fixed)."""
         self.store.write_text_atomic(join(staging.dir, FAILED), json.dumps(reason, indent=2))
-        self._prune_failed(self.date_dir(staging.dataset, staging.run_date))
+        date_dir = self.date_dir(staging.dataset, staging.run_date)
+        self._prune_failed(date_dir, self._versions(date_dir)[0])
 
     def _collect_garbage(self, date_dir: str, keep: set[str | None]) -> None:
-        for name in self.store.list_names(date_dir):
-            if not name.startswith("_v_") or name[3:] in keep:
-                continue
-            version_dir = join(date_dir, name)
-            if not self.store.exists(join(version_dir, FAILED)):
-                self.store.delete(version_dir)  # superseded, or left by a killed run
-        self._prune_failed(date_dir)
+        failed, others = self._versions(date_dir)
+        for name in others:
+            if name[3:] not in keep:
+                self.store.delete(join(date_dir, name))  # superseded, or left by a killed run
+        self._prune_failed(date_dir, failed)
 
-    def _prune_failed(self, date_dir: str) -> None:
-        # version names start with their UTC staging time, so name order is age order
-        failed = sorted(n for n in self.store.list_names(date_dir)
-                        if n.startswith("_v_") and self.store.exists(join(date_dir, n, FAILED)))
+    def _versions(self, date_dir: str) -> tuple[list[str], list[str]]:
+        """Version folders of a date as (failed, the others), each oldest first: names start
+        with their UTC staging time."""
+        names = sorted(n for n in self.store.list_names(date_dir) if n.startswith("_v_"))
+        failed = [n for n in names if self.store.exists(join(date_dir, n, FAILED))]
+        return failed, [n for n in names if n not in failed]
+
+    def _prune_failed(self, date_dir: str, failed: list[str]) -> None:
         for name in failed[:-KEEP_FAILED]:
             self.store.delete(join(date_dir, name))
 

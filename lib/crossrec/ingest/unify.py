@@ -33,12 +33,9 @@ _OF_RANGE = "_of_range"
 USER_KEY_PREFIX = 2  # user keys are hex digests: ranges by their first 2 digits, 256 of them
 
 
-def dense_index(df: DataFrame, key: str, index: str, prefix: int = 0) -> DataFrame:
-    """``[key, index]``: 0-based dense ints in ``key`` order, so reruns give the same indices.
-
-    ``prefix``: see :func:`with_dense_index`.
-    """
-    return with_dense_index(df.select(key).distinct(), key, index, prefix)
+def dense_index(df: DataFrame, key: str, index: str) -> DataFrame:
+    """``[key, index]``: 0-based dense ints in ``key`` order, so reruns give the same indices."""
+    return with_dense_index(df.select(key).distinct(), key, index)
 
 
 def with_dense_index(df: DataFrame, key: str, index: str, prefix: int = 0) -> DataFrame:
