@@ -24,7 +24,11 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
         "spark.default.parallelism": "4",
         "spark.ui.showConsoleProgress": "false",
         # tiny data: a JVM that starts fast beats one that optimises long-running code
-        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        # Room for the whole suite's generated code: a C1-only JVM reserves a 48 MB code cache,
+        # and one that ran about half the suite's jobs died with "Out of space in CodeCache".
+        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC "
+                                         "-XX:ReservedCodeCacheSize=256m",
     })
     yield session
     session.stop()
+
