@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))  # jobs/ and tests/ helpers importable as packages
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):
     from crossrec.session import get_session
+    from tests.fault_runner import SHORT_LIVED_JAVA
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     os.environ.setdefault("CROSSREC_SPARK_LOG_LEVEL", "ERROR")
@@ -26,9 +27,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
         # tiny data: a JVM that starts fast beats one that optimises long-running code
         # Room for the whole suite's generated code: a C1-only JVM reserves a 48 MB code cache,
         # and one that ran about half the suite's jobs died with "Out of space in CodeCache".
-        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC "
-                                         "-XX:ReservedCodeCacheSize=256m",
+        "spark.driver.extraJavaOptions": f"{SHORT_LIVED_JAVA} -XX:ReservedCodeCacheSize=256m",
     })
     yield session
     session.stop()
-

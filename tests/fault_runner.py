@@ -57,7 +57,8 @@ def patch_unify(marker_dir: str) -> None:
 
 # A short-lived driver JVM spends much of its CPU in the C2 JIT compiler; the C1 compiler and the
 # serial collector roughly halve a tiny run's CPU time on a 2-core machine. Results are unaffected.
-SHORT_LIVED_JVM = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+SHORT_LIVED_JAVA = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # also the test session's JVM
+SHORT_LIVED_JVM = {"spark.driver.extraJavaOptions": SHORT_LIVED_JAVA}
 
 
 def command(ingest_args: list[str], master: str | None = "local[2]",
