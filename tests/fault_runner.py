@@ -55,18 +55,12 @@ def patch_unify(marker_dir: str) -> None:
         setattr(unify, name, wrap(name, getattr(unify, name)))
 
 
-# A short-lived driver JVM spends much of its CPU in the C2 JIT compiler; the C1 compiler and the
-# serial collector roughly halve a tiny run's CPU time on a 2-core machine. Results are unaffected.
-SHORT_LIVED_JAVA = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # also the test session's JVM
-SHORT_LIVED_JVM = {"spark.driver.extraJavaOptions": SHORT_LIVED_JAVA}
-
-
 def command(ingest_args: list[str], master: str | None = "local[2]",
             conf: dict[str, str] | None = None, fail_first_attempt: str | None = None) -> list[str]:
     """The command line that runs this script (from the repository root)."""
     cmd = [sys.executable, str(Path(__file__).resolve())]
     cmd += ["--master", master] if master else []
-    for k, v in {**SHORT_LIVED_JVM, **(conf or {})}.items():
+    for k, v in (conf or {}).items():
         cmd += ["--conf", f"{k}={v}"]
     cmd += ["--fail-first-attempt", fail_first_attempt] if fail_first_attempt else []
     return [*cmd, "--", *ingest_args]
