@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # jobs/ and tests/ helpers importable as packages
 
 # Every driver JVM the suite starts (this session's, and those of the jobs, the pipeline, Airflow's
-# tasks and demo.sh that tests run as processes) is short-lived: the C1 compiler and the serial
-# collector roughly halve a tiny run's CPU time on 2 cores (the tiny pipeline: 78 s -> 47 s) and
-# are no slower on MovieLens-1M (demo.sh 307 s vs 331 s). Results are unaffected. The code cache
+# tasks and demo.sh that tests run as processes) is short-lived: with the C1 compiler and the
+# serial collector the tiny pipeline took 68/52 s against 78/64 s (alternating pairs, 2 cores), and
+# demo.sh on MovieLens-1M was no slower (307 s vs 331 s). Results are unaffected. The code cache
 # has room for a whole suite's generated code: a C1-only JVM reserves 48 MB, and a session that
 # ran about half the suite's jobs died with "Out of space in CodeCache for adapters".
 SHORT_LIVED_JAVA = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=256m"
