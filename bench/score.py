@@ -20,8 +20,10 @@ process and one SparkSession on ``--master`` (default local[2]):
    steady state, which is what ALS's figure is anyway: it follows ALS's own fit, and what the
    GEMM peak below measures); ratios and shares use ``seconds``, with the first-run share beside;
 3. peak: one torch process (as many threads as the master's cores) multiplying ``[B, D] x [D, M]``
-   blocks plus ``topk``, and the GEMM alone; crossrec's share of that rate is
-   2·users·items·D / wall over the GEMM's FLOP/s;
+   blocks plus ``topk``, and the GEMM alone, for B = ``--block-users`` and the job's slice of
+   users (the better rate is the peak: a GEMM writing 80 MB of scores is partly a memory test);
+   crossrec's share of that rate is 2·users·items·D / wall over the GEMM's FLOP/s;
+   ``--whole-blocks`` also times crossrec scoring whole blocks, as it did before slices;
 4. ``--scaling``: crossrec's wall time and peak RSS (largest Python worker, and the JVM) per user
    count.
 
@@ -53,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--block-users", type=int, default=1024)
+    p.add_argument("--slice-users", type=int, default=None,
+                   help="users per score slice (default: the job's, cache-sized on CPU)")
+    p.add_argument("--whole-blocks", action="store_true",
+                   help="also time crossrec scoring whole blocks at once (slice = block)")
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--repeat", type=int, default=2, help="runs of crossrec and of ALS's recommend")
@@ -159,15 +165,16 @@ def repeated(times: int, run: Any) -> dict:
     return {"seconds": min(walls), "first_seconds": walls[0], "runs": walls}
 
 
-def time_crossrec(spark: Any, events_path: str, items: Any, art: str, a: argparse.Namespace) -> dict:
+def time_crossrec(spark: Any, events_path: str, items: Any, art: str, a: argparse.Namespace,
+                  slice_users: int | None = None) -> dict:
     from crossrec.score import recommend
     from crossrec.schemas.lake import EVENTS
 
     events = spark.read.schema(EVENTS.as_spark_schema()).parquet(events_path)
     with PeakRss() as peak:
         runs = repeated(a.repeat, lambda: recommend(
-            events, items, art, a.k, block_users=a.block_users, partitions=a.partitions
-        ).write.format("noop").mode("overwrite").save())
+            events, items, art, a.k, block_users=a.block_users, partitions=a.partitions,
+            slice_users=slice_users).write.format("noop").mode("overwrite").save())
     return {**runs, "peak_python_worker_mb": round(peak.python_mb),
             "peak_jvm_mb": round(peak.jvm_mb)}
 
@@ -188,24 +195,30 @@ def time_als(spark: Any, events_path: str, a: argparse.Namespace) -> dict:
     return {**runs, "fit_seconds_not_counted": round(fit, 1), "items_with_factors": n_items}
 
 
-def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 8.0) -> dict:
-    """FLOP/s of [B, D] x [D, M] (fp32), alone and with topk(k), on ``threads`` threads."""
+def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict:
+    """FLOP/s of [B, D] x [D, M] (fp32), alone and with topk(k), on ``threads`` threads, for B =
+    the block and the job's CPU slice of users: the better of the two is the peak."""
     import torch
 
+    from crossrec.score import cpu_slice_users
+
     torch.set_num_threads(threads)
-    u = torch.randn(a.block_users, a.dim)
     v = torch.randn(a.items, a.dim)
-    flops = 2.0 * a.block_users * a.items * a.dim
-    out = {}
-    for name, with_topk in (("gemm", False), ("gemm_topk", True)):
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            s = u @ v.T
-            if with_topk:
-                s.topk(a.k, dim=1)
-            n += 1
-        rate = n * flops / (time.perf_counter() - t0)
-        out[f"{name}_gflops"] = round(rate / 1e9, 1)
+    out: dict[str, Any] = {"by_rows": {}}
+    for rows in sorted({a.block_users, a.slice_users or cpu_slice_users(a.items)}):
+        u = torch.randn(rows, a.dim)
+        flops, got = 2.0 * rows * a.items * a.dim, {}
+        for name, with_topk in (("gemm", False), ("gemm_topk", True)):
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                s = u @ v.T
+                if with_topk:
+                    s.topk(a.k, dim=1)
+                n += 1
+            got[f"{name}_gflops"] = round(n * flops / (time.perf_counter() - t0) / 1e9, 1)
+        out["by_rows"][rows] = got
+    for name in ("gemm_gflops", "gemm_topk_gflops"):
+        out[name] = max(r[name] for r in out["by_rows"].values())
     total = 2.0 * a.users * a.items * a.domains * a.dim
     out["gemm_seconds_for_all_users"] = round(total / (out["gemm_gflops"] * 1e9), 2)
     out["gemm_topk_seconds_for_all_users"] = round(total / (out["gemm_topk_gflops"] * 1e9), 2)
@@ -227,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "shape": {"users": a.users, "items_per_domain": a.items, "domains": a.domains,
                   "events_per_user": a.events, "dim": a.dim, "k": a.k, "block_users": a.block_users,
+                  "slice_users": a.slice_users,
                   "partitions": a.partitions},
         "machine": {"master": a.master, "cores": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_before": os.getloadavg()}}
     if not a.skip_main:
         path = str(work / f"events_{a.users}")
         write_events(spark, path, a.users, a.events, a.items, a.domains)
-        result["crossrec"] = time_crossrec(spark, path, items, str(art), a)
+        result["crossrec"] = time_crossrec(spark, path, items, str(art), a, a.slice_users)
+        if a.whole_blocks:  # the same job scoring [block_users, M] at once, as before slices
+            result["crossrec_whole_blocks"] = time_crossrec(spark, path, items, str(art), a,
+                                                            a.block_users)
         flops = 2.0 * a.users * a.items * a.domains * a.dim
         result["crossrec"]["gflops"] = round(flops / result["crossrec"]["seconds"] / 1e9, 1)
         result["peak"] = gemm_peak(a, cores)
@@ -252,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     for users in [int(x) for x in a.scaling.split(",") if x.strip()]:
         path = str(work / f"events_{users}")
         write_events(spark, path, users, a.events, a.items, a.domains)
-        run = time_crossrec(spark, path, items, str(art), a)
+        run = time_crossrec(spark, path, items, str(art), a, a.slice_users)
         series.append({"users": users, **run, "us_per_user": round(1e6 * run["seconds"] / users, 1)})
         print(json.dumps(series[-1]), file=sys.stderr, flush=True)
     if series:

@@ -140,9 +140,22 @@ def lists(rows: list[dict]) -> dict[tuple[int, str], list[dict]]:
 # --- tests ----------------------------------------------------------------------------------------
 
 def test_matches_brute_force_order_scores_and_sources(case):
-    got = lists(case["rows"])
-    assert set(got) == set(case["ref"])
-    for key, want in case["ref"].items():
+    assert_matches(case["rows"], case["ref"])
+
+
+@pytest.mark.parametrize("slice_users", [1, 3])
+def test_scores_sliced_blocks_like_whole_ones(case, slice_users):
+    """A block scored a few users at a time (CPU's cache-sized slices; here forced small, with a
+    short last slice and slices of model and popular users apart) gives the reference lists."""
+    got = S.recommend(case["ev"], case["it"], case["art"], K, users=case["users"], block_users=4,
+                      partitions=3, slice_users=slice_users)
+    assert_matches([r.asDict() for r in got.collect()], case["ref"])
+
+
+def assert_matches(rows: list[dict], ref: dict) -> None:
+    got = lists(rows)
+    assert set(got) == set(ref)
+    for key, want in ref.items():
         mine = got[key]
         assert [r[C.RANK] for r in mine] == list(range(1, len(want) + 1)), key
         assert [r[C.ITEM_IDX] for r in mine] == [w[0] for w in want], key
