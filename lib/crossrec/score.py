@@ -434,7 +434,7 @@ def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> list[pa.R
     consumed = np.flatnonzero(block.model_idx >= 0)
     for s, cand in enumerate(plan.candidates):
         dom = state.domains[s]
-        mine = consumed[state.slot_of[block.model_idx[consumed]] == s]
+        mine = consumed[state.slot_of[block.model_idx[consumed]] == s]   # sorted by user
         excl = (torch.from_numpy(block.row_user[mine]).to(state.device),
                 torch.from_numpy(state.col_of[block.model_idx[mine]]).to(state.device))
         step = score_rows(plan, len(cand.model_idx), state.device)
@@ -448,7 +448,8 @@ def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> list[pa.R
                                          out=state.scores_out(len(part), len(cand.model_idx)))
                 else:
                     scores = dom.popular.expand(len(part), -1).clone()          # [c, M]
-                best.append(top_k(exclude(scores, part, excl, block.size), plan.k))
+                best.append(top_k(exclude(scores, part, pairs_of(excl, part), block.size),
+                                  plan.k))
             vals, cols = (torch.cat(t) for t in zip(*best))
             out.append(_rows(block, cand, rows.cpu().numpy(), vals, cols, source))
     return out
@@ -467,6 +468,16 @@ def score_rows(plan: ScoringPlan, n_items: int, device: torch.device) -> int:
 def cpu_slice_users(n_items: int) -> int:
     """Users whose fp32 scores over ``n_items`` fill :data:`CPU_SCORE_BYTES` (at least 1)."""
     return max(1, CPU_SCORE_BYTES // (4 * max(1, n_items)))
+
+
+def pairs_of(consumed: tuple[Tensor, Tensor], part: Tensor) -> tuple[Tensor, Tensor]:
+    """The run of ``consumed`` (block user, column) pairs, sorted by user, that can belong to
+    the users ``part`` (ascending): a slice need not scan the whole block's pairs (that scan
+    cost a quarter of the time at 100,000 items, 200 events a user and 20-user slices)."""
+    user, col = consumed
+    lo = int(torch.searchsorted(user, part[:1]))
+    hi = int(torch.searchsorted(user, part[-1:], right=True))
+    return user[lo:hi], col[lo:hi]
 
 
 def exclude(scores: Tensor, rows: Tensor, consumed: tuple[Tensor, Tensor], n_users: int) -> Tensor:
