@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import torch
 from pyspark.sql import DataFrame
@@ -166,10 +167,8 @@ def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
     if catalog[C.ITEM_ID].duplicated().any():
         dupe = catalog[C.ITEM_ID][catalog[C.ITEM_ID].duplicated()].iloc[0]
         raise InputError(f"items: field {C.ITEM_ID!r} is not unique (e.g. {dupe!r})")
-    popularity = dict(events.groupBy(C.ITEM_ID).agg(F.countDistinct(C.USER_IDX).alias("n"))
-                      .toPandas().itertuples(index=False, name=None))
     catalog["m"] = catalog[C.ITEM_ID].map(known)
-    catalog["n"] = catalog[C.ITEM_ID].map(popularity).fillna(0)
+    catalog["n"] = catalog[C.ITEM_IDX].map(popularity(events)).fillna(0)
     catalog = catalog.sort_values(C.ITEM_IDX, kind="stable")
     cands = []
     for name in wanted:
@@ -185,6 +184,14 @@ def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
                        model_kind(meta), meta.get("min_value"), slice_users)
 
 
+def popularity(events: DataFrame) -> pd.Series:
+    """Distinct users per ``item_idx`` of ``events`` (which index the items table scored, as
+    every EVENTS table of a unified version does). Keyed by the int, not ``item_id``: hashing
+    and shuffling the strings made this count half of planning (200k users: 2.5 -> 1.3 s)."""
+    got = events.groupBy(C.ITEM_IDX).agg(F.countDistinct(C.USER_IDX).alias("n")).toArrow()
+    return pd.Series(got["n"].to_numpy(), index=got[C.ITEM_IDX].to_numpy(), dtype=np.float64)
+
+
 # --- driver: the distributed transform ----------------------------------------------------------------
 
 def recommend(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
@@ -193,8 +200,9 @@ def recommend(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
               partitions: int | None = None, slice_users: int | None = None) -> DataFrame:
     """RECOMMENDATIONS rows: top-``k`` items of each (user, domain) for every user in ``events``
     (EVENTS schema), plus the users of ``users`` (``user_idx``, ``user_key``) who have no event
-    there (they get popular items). ``items``: the ITEMS schema; ``domains``: default all the
-    model's domains; ``slice_users``: see :func:`score_rows`."""
+    there (they get popular items). ``items``: the ITEMS schema, of the unified version the
+    events are (their ``item_idx`` index it); ``domains``: default all the model's domains;
+    ``slice_users``: see :func:`score_rows`."""
     plan = plan_scoring(events, items, artifact_dir, k, domains, block_users=block_users,
                         device=device, slice_users=slice_users)
     return score_users(events, plan, users, partitions)
