@@ -24,6 +24,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
@@ -31,6 +32,7 @@ import crossrec
 from crossrec import score as S
 from crossrec.cli import exit_status, job_parser, parse, setup_logging
 from crossrec.errors import InputError
+from crossrec.event_files import event_pieces
 from crossrec.lake import Lake, Manifest, check_run_date, run_date_arg
 from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
@@ -71,7 +73,8 @@ def parse_args(argv: list[str] | None) -> ScoreConfig:
                    help="users per score block: one [users, items] matrix at a time (default 1024)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: cuda when the executor has one")
-    p.add_argument("--partitions", type=int, help="user partitions (default: shuffle partitions)")
+    p.add_argument("--partitions", type=int, help="scoring tasks, at least (default: shuffle "
+                   "partitions; every events file is one task or more)")
     p.add_argument("--force", action="store_true",
                    help="score again even if the inputs and parameters are unchanged")
     a = parse(p, argv, "score")
@@ -120,6 +123,19 @@ def write_recommendations(recs: DataFrame, path: str) -> dict[str, int]:
     return {k: int(seen.get[k] or 0) for k in ("rows", "popular", "lists")}
 
 
+def scored(spark: Any, events_url: str, events: DataFrame, plan: S.ScoringPlan,
+           partitions: int) -> tuple[DataFrame, str]:
+    """RECOMMENDATIONS rows, and who read the events: the tasks themselves, file by file
+    (``"tasks"``, :func:`crossrec.score.score_event_files`), where pyarrow can open the lake here,
+    else Spark (``"spark"``: a scan, then a shuffle and sort by user)."""
+    try:
+        pieces = event_pieces(events_url, partitions)
+    except (OSError, pa.ArrowInvalid) as e:  # e.g. hdfs:// without libhdfs, s3a:// credentials
+        event(log, "events_read_by_spark", path=events_url, reason=str(e).splitlines()[0])
+        return S.score_users(events, plan, partitions=partitions), "spark"
+    return S.score_event_files(spark, pieces, plan), "tasks"
+
+
 def run(spark: Any, cfg: ScoreConfig) -> Manifest:
     """Score and publish; raises InputError without unified data or a model."""
     lake = Lake.open(cfg.lake, spark)
@@ -139,8 +155,9 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
         facts.update(plan.facts)
     staging = lake.stage(RECOMMENDATIONS_DATASET, cfg.run_date, run_id)
     with timed(log, "score", partitions=partitions) as facts:
-        counts = write_recommendations(S.score_users(events, plan, partitions=partitions),
-                                       staging.path(RECOMMENDATIONS))
+        recs, read_by = scored(spark, lake.path(EVENTS, cfg.run_date), events, plan, partitions)
+        facts["events_read_by"] = read_by
+        counts = write_recommendations(recs, staging.path(RECOMMENDATIONS))
         facts.update(counts)
     manifest = lake.commit(staging, run_id, {RECOMMENDATIONS.name: counts}, extra={
         "unified": {"run_date": unified.run_date, "version": unified.version},
@@ -149,7 +166,8 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
                    "block_users": cfg.block_users, "partitions": partitions},
         "skipped": {"unknown_items": plan.facts["unknown_items"],
                     "unscored_domains": plan.facts["unscored_domains"]},
-        "candidates": plan.facts["candidates"], "max_history": plan.max_history})
+        "candidates": plan.facts["candidates"], "max_history": plan.max_history,
+        "events_read_by": read_by})
     event(log, "published", dataset=RECOMMENDATIONS_DATASET, run_date=cfg.run_date,
           version=manifest.version, **counts)
     return manifest

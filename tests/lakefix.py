@@ -40,8 +40,10 @@ def publish_unified(spark: Any, root: Path | str, run_date: str, items: list[dic
     staging = lake.stage(UNIFIED, run_date, run_id)
     counts = {}
     for table, rows in ((ITEMS, items), (EVENTS, events)):
-        df = spark.createDataFrame(rows, table.as_spark_schema())
-        table.select(df).write.parquet(staging.path(table))
+        df = table.select(spark.createDataFrame(rows, table.as_spark_schema()))
+        if table is EVENTS:  # ingest's layout: whole users per file, sorted by (user_idx, seq)
+            df = df.repartition(2, C.USER_IDX).sortWithinPartitions(C.USER_IDX, C.SEQ)
+        df.write.parquet(staging.path(table))
         counts[table.name] = {"rows": len(rows)}
     lake.commit(staging, run_id, counts)
     return lake

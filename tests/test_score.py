@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from crossrec import score as S
+from crossrec.event_files import event_pieces
 from crossrec.model import CrossDomainModel, ModelConfig
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, ITEMS
@@ -150,6 +151,22 @@ def test_scores_sliced_blocks_like_whole_ones(case, slice_users):
     got = S.recommend(case["ev"], case["it"], case["art"], K, users=case["users"], block_users=4,
                       partitions=3, slice_users=slice_users)
     assert_matches([r.asDict() for r in got.collect()], case["ref"])
+
+
+@pytest.mark.parametrize("files, pieces", [(1, 1), (2, 5)])
+def test_scores_the_lakes_event_files_like_the_reference(spark, case, tmp_path, files, pieces):
+    """Events written as ingest writes them (whole users per file, sorted by user and seq), read
+    by the tasks themselves, in pieces of files too: the reference lists of every user."""
+    path = str(tmp_path / "events")
+    (case["ev"].repartition(files, C.USER_IDX).sortWithinPartitions(C.USER_IDX, C.SEQ)
+     .write.parquet(path))
+    cut = event_pieces(path, at_least=pieces)
+    assert len(cut) >= pieces
+    plan = S.plan_scoring(case["ev"], case["it"], case["art"], K, block_users=4)
+    got = S.score_event_files(spark, cut, plan)
+    assert got.schema == RECOMMENDATIONS.as_spark_schema()
+    assert_matches([r.asDict() for r in got.collect()],
+                   {key: v for key, v in case["ref"].items() if key[0] not in (30, 31)})
 
 
 def assert_matches(rows: list[dict], ref: dict) -> None:

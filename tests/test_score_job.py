@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,6 +100,30 @@ def test_scores_new_users_skips_new_items_skips_reruns_and_forced_reruns_identic
     assert lake.manifest(RECOMMENDATIONS_DATASET, DAY2).version != first.version
     df2 = lake.read(spark, RECOMMENDATIONS, DAY2)
     assert sorted(tuple(r) for r in df2.select(RECOMMENDATIONS.columns).collect()) == rows
+    assert summary["events_read_by"] == forced["events_read_by"] == "tasks"
+
+
+def test_events_pyarrow_cannot_open_go_through_spark_to_the_same_rows(spark, lake_root, capsys,
+                                                                      monkeypatch):
+    code, summary = run_score(lake_root, capsys, "--force")
+    assert code == 0 and summary["events_read_by"] == "tasks"
+    lake = Lake.open(str(lake_root))
+    read = lambda: sorted(tuple(r) for r in lake.read(spark, RECOMMENDATIONS, DAY2)  # noqa: E731
+                          .select(RECOMMENDATIONS.columns).collect())
+    rows = read()
+
+    def cannot(url: str, at_least: int = 1) -> None:
+        raise OSError(f"{url}: no libhdfs here")
+
+    monkeypatch.setattr(score, "event_pieces", cannot)
+    code, summary = run_score(lake_root, capsys, "--force")
+    assert code == 0 and summary["events_read_by"] == "spark"
+    other = read()
+    # blocks of other users take other GEMM kernels: the same lists, scores to float rounding
+    score_at = RECOMMENDATIONS.columns.index(C.SCORE)
+    strip = lambda rows: [r[:score_at] + r[score_at + 1:] for r in rows]  # noqa: E731
+    assert strip(other) == strip(rows)
+    np.testing.assert_allclose([r[score_at] for r in other], [r[score_at] for r in rows], rtol=1e-5)
 
 
 def test_one_domain_and_input_errors(spark, lake_root, capsys, caplog):

@@ -32,11 +32,11 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import torch
 
 from crossrec.schemas import columns as C
 from crossrec.schemas.training import SPLIT_TRAIN, SPLIT_VALID
+from crossrec.store import arrow_filesystem
 
 Batch = dict[str, torch.Tensor]
 Arrays = dict[str, np.ndarray]
@@ -207,17 +207,9 @@ def _check_config(cfg: FeedConfig, rank: int, world_size: int) -> None:
         raise ValueError(f"rank {rank} of world_size {world_size}: expected 0 <= rank < world_size")
 
 
-def _filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" not in path:
-        return pafs.LocalFileSystem(), path
-    if path.startswith("s3a://"):  # Hadoop's name for S3; pyarrow knows it as s3
-        path = "s3://" + path[len("s3a://"):]
-    return pafs.FileSystem.from_uri(path)
-
-
 def _row_groups(path: str) -> list[_Group]:
     """Every row group under ``path`` (footers only), in file then row-group order."""
-    fs, root = _filesystem(path)
+    fs, root = arrow_filesystem(path)
     try:
         dataset = ds.dataset(root, filesystem=fs, format="parquet")
     except (FileNotFoundError, OSError) as e:

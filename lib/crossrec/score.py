@@ -43,12 +43,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from torch import Tensor
 
 from crossrec.errors import InputError
+from crossrec.event_files import Piece, read_piece
 from crossrec.examples import history_slices, run_starts
 from crossrec.schemas import columns as C
 from crossrec.schemas.scoring import RECOMMENDATIONS, SOURCE_MODEL, SOURCE_POPULAR
@@ -234,6 +236,39 @@ def score_users(events: DataFrame, plan: ScoringPlan, users: DataFrame | None = 
     return sorted_rows.mapInArrow(per_partition, RECOMMENDATIONS.as_spark_schema())
 
 
+def score_event_files(spark: Any, pieces: list[Piece], plan: ScoringPlan) -> DataFrame:
+    """:func:`score_users` for the lake's events files (:mod:`crossrec.event_files`: whole
+    users sorted by ``(user_idx, seq)`` in each file): one task per piece reads it with pyarrow
+    and scores it as it streams, so the events never pass through the JVM. Same rows as
+    ``score_users(spark.read.parquet(<the files>), plan)``."""
+    schema = RECOMMENDATIONS.as_spark_schema()
+    if not pieces:
+        return spark.createDataFrame([], schema)
+
+    def per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for i in batch.column(0).to_pylist():
+                yield from score_batches(piece_input(pieces[i], plan), plan)
+
+    return spark.range(len(pieces), numPartitions=len(pieces)).mapInArrow(per_task, schema)
+
+
+_FILE_COLUMNS = [C.USER_IDX, C.USER_KEY, C.TS, C.SEQ, C.ITEM_ID, C.DOMAIN, C.VALUE, C.WEIGHT]
+
+
+def piece_input(piece: Piece, plan: ScoringPlan) -> Iterator[pa.RecordBatch]:
+    """A piece's events as ``_INPUT`` batches: items and domains looked up in the artifact's
+    vocabularies (null where unknown, as the left joins of :func:`score_users` leave them)."""
+    state = _state(plan)
+    for batch in read_piece(piece, _FILE_COLUMNS):
+        yield pa.RecordBatch.from_arrays([
+            batch[C.USER_IDX], batch[C.USER_KEY],
+            batch[C.TS].cast(pa.timestamp("us", tz="UTC")), batch[C.SEQ],
+            pc.index_in(batch[C.ITEM_ID], value_set=state.item_ids),
+            pc.index_in(batch[C.DOMAIN], value_set=state.domain_names),
+            batch[C.VALUE], batch[C.WEIGHT]], names=_INPUT)
+
+
 # --- executors ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -253,6 +288,8 @@ class _State:
     domains: list[_DomainState]
     slot_of: np.ndarray      # [N] which scored domain an artifact item is a candidate of, -1 none
     col_of: np.ndarray       # [N] its column there
+    item_ids: pa.Array       # [N] the artifact's item ids (an item's _MODEL_IDX is its place)
+    domain_names: pa.Array   # the artifact's domains (a DOMAIN_IDX is a place here)
     scratch: Tensor | None = None  # flat fp32 memory every score slice is written into
 
     def scores_out(self, rows: int, cols: int) -> Tensor:
@@ -281,7 +318,10 @@ def _state(plan: ScoringPlan) -> _State:
             slot_of[c.model_idx], col_of[c.model_idx] = s, np.arange(len(c.model_idx))
             key_ = c.users * (len(c.model_idx) + 1) - np.arange(len(c.model_idx))
             domains.append(_DomainState(item_matrix(c), torch.from_numpy(key_).to(device)))
-        _CACHE[key] = _State(encode, device, domains, slot_of, col_of)
+        meta = read_meta(plan.artifact_dir)
+        _CACHE[key] = _State(encode, device, domains, slot_of, col_of,
+                             pa.array(meta["item_ids"], pa.string()),
+                             pa.array(meta["domains"], pa.string()))
     return _CACHE[key]
 
 

@@ -30,6 +30,19 @@ def normalize_url(path: str) -> str:
     return Path(path).expanduser().resolve().as_uri()
 
 
+def arrow_filesystem(url: str) -> tuple[Any, str]:
+    """pyarrow's filesystem and path for a plain path or URL, for reading in Python tasks
+    (``s3a://`` is read as ``s3://``); raises ``OSError``/``ArrowInvalid`` when pyarrow cannot
+    open that scheme here (e.g. ``hdfs://`` without libhdfs)."""
+    import pyarrow.fs as pafs
+
+    if "://" not in url:
+        return pafs.LocalFileSystem(), url
+    if url.startswith("s3a://"):  # Hadoop's name for S3; pyarrow knows it as s3
+        url = "s3://" + url[len("s3a://"):]
+    return pafs.FileSystem.from_uri(url)
+
+
 def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 

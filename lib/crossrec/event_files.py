@@ -1,0 +1,131 @@
+"""The lake's events table read file by file in Python, for jobs that need whole users in order.
+
+    pieces = event_pieces(lake.path(EVENTS, run_date), at_least=8)   # on the driver: footers only
+    for batch in read_piece(pieces[i], columns):                      # in a task: Arrow batches
+        ...
+
+Ingest writes EVENTS so that each file holds whole users sorted by ``(user_idx, seq)`` (see its
+schema). A task can therefore read a file with pyarrow and have every user's history together
+and in time order, with no JVM scan, shuffle or sort: at 200,000 users that scan, its joins and
+the shuffle and sort by user were ~3 s of a 13 s scoring pass on 2 cores. A file is cut into
+pieces by ranges of ``user_idx`` (from its footer's statistics) when there are fewer files than
+tasks wanted; a piece reads its file and keeps its range, and no user is in two pieces.
+
+The layout is checked as the rows stream: rows out of ``(user_idx, seq)`` order raise an
+:class:`InputError` naming the file and row. A user split across two files cannot be seen from
+one file; ingest never writes one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from crossrec.errors import InputError
+from crossrec.schemas import columns as C
+from crossrec.store import arrow_filesystem as filesystem
+
+BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class Piece:
+    """The users ``lo <= user_idx < hi`` of one events file (``rows``: the file's rows)."""
+
+    path: str
+    lo: int
+    hi: int
+    rows: int
+
+
+def parquet_files(url: str) -> list[str]:
+    """The data files below a table folder, as URLs of the same form, sorted (names starting
+    with ``_`` or ``.`` are Spark's markers and hidden files)."""
+    url = url.rstrip("/")
+    fs, root = filesystem(url)
+    prefix = url[:len(url) - len(root)] if "://" in url and url.endswith(root) else ""
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    hidden = lambda path: any(p[:1] in "_." for p in path[len(root):].split("/") if p)  # noqa: E731
+    return sorted(prefix + i.path for i in infos if i.type == pafs.FileType.File
+                  and not hidden(i.path) and i.path.endswith(".parquet"))
+
+
+def event_pieces(url: str, at_least: int = 1) -> list[Piece]:
+    """Every non-empty events file below ``url``, cut into about ``at_least`` pieces in all
+    (each file in proportion to its rows, by even ranges of its ``user_idx`` span)."""
+    sizes = []
+    for path in parquet_files(url):
+        meta = _open(path).metadata
+        if meta.num_rows:
+            sizes.append((path, meta.num_rows, _user_span(meta, path)))
+    total = sum(rows for _, rows, _ in sizes)
+    out = []
+    for path, rows, (lo, hi) in sizes:
+        cuts = np.linspace(lo, hi, min(hi - lo, max(1, math.ceil(at_least * rows / total))) + 1)
+        bounds = np.unique(np.round(cuts).astype(np.int64))
+        out += [Piece(path, int(a), int(b), rows) for a, b in zip(bounds[:-1], bounds[1:])]
+    return out
+
+
+def _open(url: str) -> pq.ParquetFile:
+    fs, path = filesystem(url)
+    return pq.ParquetFile(path, filesystem=fs)
+
+
+def _user_span(meta: pq.FileMetaData, path: str) -> tuple[int, int]:
+    """``[min, max + 1)`` of the file's ``user_idx`` from its row groups' statistics (the whole
+    int range when a writer left them out: the file is then one piece)."""
+    col = meta.schema.to_arrow_schema().get_field_index(C.USER_IDX)
+    if col < 0:
+        raise InputError(f"{path}: field {C.USER_IDX!r} missing (not an events file)")
+    lo, hi = [], []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return -2**31, 2**31
+        lo.append(stats.min)
+        hi.append(stats.max)
+    return int(min(lo)), int(max(hi)) + 1
+
+
+def read_piece(piece: Piece, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """The piece's rows (``columns``, which must include ``user_idx`` and ``seq``) in file
+    order, checking the whole file's ``(user_idx, seq)`` order on the way."""
+    file = _open(piece.path)
+    missing = sorted(set(columns) - set(file.schema_arrow.names))
+    if missing:
+        raise InputError(f"{piece.path}: fields {missing} missing (not an events file)")
+    row, last = 0, None
+    # batches that cannot hold the piece's users are decoded for the order check only
+    for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=list(columns)):
+        if batch.num_rows == 0:
+            continue
+        user = batch[C.USER_IDX].to_numpy(zero_copy_only=False)
+        last = _check_order(user, batch[C.SEQ].to_numpy(zero_copy_only=False), last, row, piece.path)
+        row += len(user)
+        if user[0] >= piece.hi or user[-1] < piece.lo:
+            continue
+        keep = pc.and_(pc.greater_equal(batch[C.USER_IDX], piece.lo),
+                       pc.less(batch[C.USER_IDX], piece.hi))
+        yield batch.filter(keep)
+
+
+def _check_order(user: np.ndarray, seq: np.ndarray, last: tuple[int, int] | None, row: int,
+                 path: str) -> tuple[int, int]:
+    """Raises unless ``(user, seq)`` ascends strictly from ``last`` through the batch; returns
+    the batch's last pair. ``row``: the batch's first row in the file."""
+    u = user if last is None else np.concatenate([[last[0]], user])
+    s = seq if last is None else np.concatenate([[last[1]], seq])
+    bad = np.flatnonzero((np.diff(u) < 0) | ((np.diff(u) == 0) & (np.diff(s) <= 0)))
+    if len(bad):
+        at = row + int(bad[0]) + (0 if last is not None else 1)
+        raise InputError(f"{path}: row {at}: fields {C.USER_IDX!r}, {C.SEQ!r} not in ascending "
+                         "order; the lake's events files hold whole users sorted by them (score "
+                         "other event tables with crossrec.score.recommend)")
+    return int(user[-1]), int(seq[-1])
