@@ -561,14 +561,14 @@ def top_k(scores: Tensor, k: int, group: int = TOPK_GROUP) -> tuple[Tensor, Tens
     if k == 0:  # no columns
         return scores[:, :0], torch.zeros_like(scores[:, :0], dtype=torch.long)
     probe = min(k + 1, scores.shape[1])
-    vals, cols = largest(scores, probe, group)            # sorted, but ties in any order
-    # a tie straddling the k-th place: topk may have kept a larger column than one it left out
-    straddle = (vals[:, k - 1] == vals[:, probe - 1]) & torch.isfinite(vals[:, k - 1]) & (probe > k)
-    vals, cols = vals[:, :k], cols[:, :k]
-    cols, order = cols.sort(dim=1)                          # ties inside the top k: column order
+    vals, cols = largest(scores, probe, group)            # in any order, ties in any columns
+    cols, order = cols.sort(dim=1)                          # then by value, ties by column
     vals = vals.gather(1, order)
     vals, order = vals.sort(dim=1, descending=True, stable=True)
     cols = cols.gather(1, order)
+    # a tie straddling the k-th place: the probe may hold a larger column than one left out
+    straddle = (vals[:, k - 1] == vals[:, probe - 1]) & torch.isfinite(vals[:, k - 1]) & (probe > k)
+    vals, cols = vals[:, :k], cols[:, :k]
     rows = straddle.nonzero().squeeze(1)
     if len(rows):  # rare with real-valued scores: sort those rows fully (stable keeps columns)
         v, c = scores[rows].sort(dim=1, descending=True, stable=True)
@@ -577,8 +577,8 @@ def top_k(scores: Tensor, k: int, group: int = TOPK_GROUP) -> tuple[Tensor, Tens
 
 
 def largest(scores: Tensor, p: int, group: int = TOPK_GROUP) -> tuple[Tensor, Tensor]:
-    """The ``p`` largest values of each row of ``scores`` [B, M], descending, with columns
-    holding them [B, p] (among equal values, any columns).
+    """The ``p`` largest values of each row of ``scores`` [B, M], in no particular order, with
+    columns holding them [B, p] (among equal values, any columns).
 
     Long rows go in two stages: the maximum of every ``group`` columns, then a top-p over the
     columns of the p best groups only. Exact: those groups hold p values at least the p-th best
@@ -588,18 +588,29 @@ def largest(scores: Tensor, p: int, group: int = TOPK_GROUP) -> tuple[Tensor, Te
     b, m = scores.shape
     n = m // group
     if n < 4 * p:  # too few groups to pay for the second stage
-        return scores.topk(p, dim=1)
+        return select(scores, p)
     maxima = scores[:, :n * group].reshape(b, n, group).amax(dim=2)           # [B, n]
     if n * group < m:  # the short last group
         maxima = torch.cat([maxima, scores[:, n * group:].amax(dim=1, keepdim=True)], dim=1)
-    best = maxima.topk(p, dim=1).indices                                        # [B, p]
+    best = select(maxima, p)[1]                                                 # [B, p]
     step = torch.arange(group, device=scores.device)
     cols = (best.unsqueeze(2) * group + step).view(b, p * group)               # [B, p * group]
     past_end = cols >= m                                  # the last group's missing columns
     cols.clamp_(max=m - 1)
     vals = scores.gather(1, cols).masked_fill_(past_end, float("-inf"))
-    top, at = vals.topk(p, dim=1)
+    top, at = select(vals, p)
     return top, cols.gather(1, at)
+
+
+def select(x: Tensor, p: int) -> tuple[Tensor, Tensor]:
+    """The ``p`` largest of each row of ``x`` [B, n] and their columns, in no particular order.
+    On CPU by numpy's ``argpartition``: ``torch.topk``'s per-row setup made it 2.5x slower on
+    the short rows of the two stages ([104, 625], p 11: 407 vs 160 us; [104, 352]: 246 vs 127)."""
+    if x.device.type != "cpu" or p >= x.shape[1]:
+        return x.topk(p, dim=1)
+    xn = x.numpy()
+    cols = np.argpartition(xn, x.shape[1] - p, axis=1)[:, -p:]
+    return torch.from_numpy(np.take_along_axis(xn, cols, axis=1)), torch.from_numpy(cols)
 
 
 def _rows(block: _Block, cand: Candidates, rows: np.ndarray, vals: Tensor, cols: Tensor,
