@@ -9,8 +9,11 @@ user consumes a few items of both domains), ``--domains`` domains of ``--items``
 random CrossDomainModel artifact of dim ``--dim`` (text dim 32, L 50). Measured in one Python
 process and one SparkSession on ``--master`` (default local[2]):
 
-1. crossrec: ``recommend(..., k)`` forced with a no-op write (top-K per user and domain, consumed
-   items excluded, user vectors computed from history);
+1. crossrec as the score job runs it: planning, then the tasks reading the events files (written
+   as ingest writes them: whole users per file, sorted by user and seq) and scoring them, forced
+   with a no-op write (top-K per user and domain, consumed items excluded, user vectors computed
+   from history); beside it ``recommend(..., k)``, the same on the events read through Spark
+   (``crossrec_through_spark``: a shuffle and sort by user, the path of other event tables);
 2. ALS: ``ALSModel.recommendForAllUsers(k)`` forced the same way, with the same users, every item
    (all domains at once: the same number of dot products), the same rank; fitted with maxIter=1
    only to get factors (fit time not counted);
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -76,6 +80,7 @@ def write_events(spark: Any, path: str, users: int, events: int, items: int, dom
     """EVENTS rows: user u's j-th event is a hashed item, a day apart, a rating 1..5."""
     from pyspark.sql import functions as F
 
+    from crossrec.ingest.pipeline import ROWS_PER_FILE
     from crossrec.schemas import columns as C
     from crossrec.schemas.lake import EVENTS
 
@@ -91,7 +96,10 @@ def write_events(spark: Any, path: str, users: int, events: int, items: int, dom
         (F.pmod(F.xxhash64(C.SEQ, C.USER_IDX), F.lit(5)) + 1).cast("double").alias(C.VALUE),
         F.lit(1.0).alias(C.WEIGHT),
         F.timestamp_seconds(F.lit(1_700_000_000) + F.col(C.SEQ) * 86_400 + F.col(C.USER_IDX) % 997).alias(C.TS))
-    EVENTS.select(df).write.mode("overwrite").parquet(path)
+    # as ingest writes them: whole users per file, sorted by (user_idx, seq), files of its size
+    files = math.ceil(users * events / ROWS_PER_FILE)
+    (EVENTS.select(df).repartition(files, C.USER_IDX).sortWithinPartitions(C.USER_IDX, C.SEQ)
+     .write.mode("overwrite").parquet(path))
 
 
 def items_frame(spark: Any, items: int, domains: int) -> Any:
@@ -167,15 +175,28 @@ def repeated(times: int, run: Any) -> dict:
 
 
 def time_crossrec(spark: Any, events_path: str, items: Any, art: str, a: argparse.Namespace,
-                  slice_users: int | None = None) -> dict:
-    from crossrec.score import recommend
+                  slice_users: int | None = None, files: bool = True) -> dict:
+    """Planning and scoring as the score job does them (``files``: its tasks read the events
+    files, :func:`crossrec.score.score_event_files`), or ``recommend()`` on the events read
+    through Spark (a shuffle and sort by user: the path of other event tables)."""
+    from crossrec import score as S
+    from crossrec.event_files import event_pieces
     from crossrec.schemas.lake import EVENTS
 
     events = spark.read.schema(EVENTS.as_spark_schema()).parquet(events_path)
+
+    def job() -> Any:
+        plan = S.plan_scoring(events, items, art, a.k, block_users=a.block_users,
+                              slice_users=slice_users)
+        return S.score_event_files(spark, event_pieces(events_path, a.partitions), plan)
+
+    def dataframe() -> Any:
+        return S.recommend(events, items, art, a.k, block_users=a.block_users,
+                           partitions=a.partitions, slice_users=slice_users)
+
+    run = job if files else dataframe
     with PeakRss() as peak:
-        runs = repeated(a.repeat, lambda: recommend(
-            events, items, art, a.k, block_users=a.block_users, partitions=a.partitions,
-            slice_users=slice_users).write.format("noop").mode("overwrite").save())
+        runs = repeated(a.repeat, lambda: run().write.format("noop").mode("overwrite").save())
     return {**runs, "peak_python_worker_mb": round(peak.python_mb),
             "peak_jvm_mb": round(peak.jvm_mb)}
 
@@ -254,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         path = str(work / f"events_{a.users}")
         write_events(spark, path, a.users, a.events, a.items, a.domains)
         result["crossrec"] = time_crossrec(spark, path, items, str(art), a, a.slice_users)
+        result["crossrec_through_spark"] = time_crossrec(spark, path, items, str(art), a,
+                                                         a.slice_users, files=False)
         if a.whole_blocks:  # the same job scoring [block_users, M] at once, as before slices
             result["crossrec_whole_blocks"] = time_crossrec(spark, path, items, str(art), a,
                                                             a.block_users)
