@@ -186,9 +186,11 @@ def time_crossrec(spark: Any, events_path: str, items: Any, art: str, a: argpars
     events = spark.read.schema(EVENTS.as_spark_schema()).parquet(events_path)
 
     def job() -> Any:
+        pieces = event_pieces(events_path, a.partitions)
         plan = S.plan_scoring(events, items, art, a.k, block_users=a.block_users,
-                              slice_users=slice_users)
-        return S.score_event_files(spark, event_pieces(events_path, a.partitions), plan)
+                              slice_users=slice_users,
+                              users_per_item=S.piece_popularity(spark, pieces))
+        return S.score_event_files(spark, pieces, plan)
 
     def dataframe() -> Any:
         return S.recommend(events, items, art, a.k, block_users=a.block_users,

@@ -32,7 +32,7 @@ import crossrec
 from crossrec import score as S
 from crossrec.cli import exit_status, job_parser, parse, setup_logging
 from crossrec.errors import InputError
-from crossrec.event_files import event_pieces
+from crossrec.event_files import Piece, event_pieces
 from crossrec.lake import Lake, Manifest, check_run_date, run_date_arg
 from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
@@ -123,17 +123,15 @@ def write_recommendations(recs: DataFrame, path: str) -> dict[str, int]:
     return {k: int(seen.get[k] or 0) for k in ("rows", "popular", "lists")}
 
 
-def scored(spark: Any, events_url: str, events: DataFrame, plan: S.ScoringPlan,
-           partitions: int) -> tuple[DataFrame, str]:
-    """RECOMMENDATIONS rows, and who read the events: the tasks themselves, file by file
-    (``"tasks"``, :func:`crossrec.score.score_event_files`), where pyarrow can open the lake here,
-    else Spark (``"spark"``: a scan, then a shuffle and sort by user)."""
+def readable_pieces(events_url: str, partitions: int) -> list[Piece] | None:
+    """The events files cut for scoring tasks that read them (:mod:`crossrec.event_files`), or
+    None where pyarrow cannot open the lake here: Spark reads them then (a scan, then a shuffle
+    and sort by user)."""
     try:
-        pieces = event_pieces(events_url, partitions)
+        return event_pieces(events_url, partitions)
     except (OSError, pa.ArrowInvalid) as e:  # e.g. hdfs:// without libhdfs, s3a:// credentials
         event(log, "events_read_by_spark", path=events_url, reason=str(e).splitlines()[0])
-        return S.score_users(events, plan, partitions=partitions), "spark"
-    return S.score_event_files(spark, pieces, plan), "tasks"
+        return None
 
 
 def run(spark: Any, cfg: ScoreConfig) -> Manifest:
@@ -149,14 +147,18 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
               version=published.version, reason="unified version, model and parameters unchanged")
         return published
     events, items = lake.read(spark, EVENTS, cfg.run_date), lake.read(spark, ITEMS, cfg.run_date)
-    with timed(log, "plan") as facts:
+    pieces = readable_pieces(lake.path(EVENTS, cfg.run_date), partitions)
+    read_by = "spark" if pieces is None else "tasks"
+    with timed(log, "plan", events_read_by=read_by) as facts:
+        per_item = None if pieces is None else S.piece_popularity(spark, pieces)
         plan = S.plan_scoring(events, items, folder, cfg.k, list(cfg.domains) if cfg.domains else None,
-                              block_users=cfg.block_users, device=cfg.device)
+                              block_users=cfg.block_users, device=cfg.device,
+                              users_per_item=per_item)
         facts.update(plan.facts)
     staging = lake.stage(RECOMMENDATIONS_DATASET, cfg.run_date, run_id)
     with timed(log, "score", partitions=partitions) as facts:
-        recs, read_by = scored(spark, lake.path(EVENTS, cfg.run_date), events, plan, partitions)
-        facts["events_read_by"] = read_by
+        recs = (S.score_users(events, plan, partitions=partitions) if pieces is None
+                else S.score_event_files(spark, pieces, plan))
         counts = write_recommendations(recs, staging.path(RECOMMENDATIONS))
         facts.update(counts)
     manifest = lake.commit(staging, run_id, {RECOMMENDATIONS.name: counts}, extra={

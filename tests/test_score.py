@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -162,11 +163,24 @@ def test_scores_the_lakes_event_files_like_the_reference(spark, case, tmp_path, 
      .write.parquet(path))
     cut = event_pieces(path, at_least=pieces)
     assert len(cut) >= pieces
-    plan = S.plan_scoring(case["ev"], case["it"], case["art"], K, block_users=4)
+    counted = S.piece_popularity(spark, cut)
+    pd.testing.assert_series_equal(counted, S.popularity(case["ev"]).sort_index(),
+                                   check_index_type=False)
+    plan = S.plan_scoring(case["ev"], case["it"], case["art"], K, block_users=4,
+                          users_per_item=counted)
     got = S.score_event_files(spark, cut, plan)
     assert got.schema == RECOMMENDATIONS.as_spark_schema()
     assert_matches([r.asDict() for r in got.collect()],
                    {key: v for key, v in case["ref"].items() if key[0] not in (30, 31)})
+
+
+def test_piece_popularity_counts_distinct_users_across_files_and_pieces(spark, tmp_path):
+    rows = [(0, 0, 7), (0, 1, 7), (0, 2, 3), (1, 0, 7), (2, 0, 3), (2, 1, 3), (3, 0, 9)]
+    path = str(tmp_path / "events")
+    (spark.createDataFrame(rows, f"{C.USER_IDX} int, {C.SEQ} int, {C.ITEM_IDX} int")
+     .repartition(2, C.USER_IDX).sortWithinPartitions(C.USER_IDX, C.SEQ).write.parquet(path))
+    got = S.piece_popularity(spark, event_pieces(path, at_least=3))
+    assert got.to_dict() == {3: 2.0, 7: 2.0, 9: 1.0}
 
 
 def assert_matches(rows: list[dict], ref: dict) -> None:
