@@ -6,7 +6,8 @@ The driver reads only ``model.json`` and plans, in O(items): each scored domain'
 catalog's items of that domain the model knows, matched by ``item_id``, in ``item_idx`` order) and
 their popularity. Users never come to the driver: events are hash-partitioned by user and sorted
 by ``(user_idx, ts, seq)``; ``mapInArrow`` then scores each partition in blocks of
-``block_users`` whole users. Every Python worker loads the artifact once (a module-level cache
+``block_users`` whole users. The lake's events files already hold whole users in that order, so
+the score job's tasks read them themselves (:func:`score_event_files`; no shuffle). Every Python worker loads the artifact once (a module-level cache
 keyed by artifact path and plan) and keeps each domain's item matrix on its device; a slice of
 a block's scores (``[c, M]``: on CPU about 8 MB, on a GPU the whole block) is the only user ×
 item array that ever exists.
@@ -206,11 +207,11 @@ def piece_popularity(spark: Any, pieces: list[Piece]) -> pd.Series:
             for i in batch.column(0).to_pylist():
                 yield _users_per_item(pieces[i])
 
-    schema = f"{C.ITEM_IDX} int, n long"
-    got = (spark.range(len(pieces), numPartitions=len(pieces)).mapInArrow(per_task, schema)
-           .toArrow() if pieces else pa.table({C.ITEM_IDX: pa.array([], pa.int32()), "n": []}))
-    item, n = got[C.ITEM_IDX].to_numpy(), got["n"].to_numpy()
-    total = np.bincount(item, weights=n, minlength=0) if len(item) else np.zeros(0)
+    if not pieces:
+        return pd.Series(dtype=np.float64)
+    got = (spark.range(len(pieces), numPartitions=len(pieces))
+           .mapInArrow(per_task, f"{C.ITEM_IDX} int, n long").toArrow())
+    total = np.bincount(got[C.ITEM_IDX].to_numpy(), weights=got["n"].to_numpy())
     seen = np.flatnonzero(total)
     return pd.Series(total[seen], index=seen, dtype=np.float64)
 
@@ -310,6 +311,7 @@ def piece_input(piece: Piece, plan: ScoringPlan) -> Iterator[pa.RecordBatch]:
 class _DomainState:
     weights: Tensor          # [D + 1, M] on the device: item vectors^T, the bias as last row
     popular: Tensor          # [M] float64: users * (M + 1) - position, so no two tie
+    item_id: pa.Array        # [M] the candidates' ids, for the output rows
 
 
 Encode = Callable[[pa.Table, "_Block", ScoringPlan], Tensor]  # a block's users -> [B, T, D]
@@ -352,7 +354,8 @@ def _state(plan: ScoringPlan) -> _State:
         for s, c in enumerate(plan.candidates):
             slot_of[c.model_idx], col_of[c.model_idx] = s, np.arange(len(c.model_idx))
             key_ = c.users * (len(c.model_idx) + 1) - np.arange(len(c.model_idx))
-            domains.append(_DomainState(item_matrix(c), torch.from_numpy(key_).to(device)))
+            domains.append(_DomainState(item_matrix(c), torch.from_numpy(key_).to(device),
+                                        pa.array(c.item_id, pa.string())))
         meta = read_meta(plan.artifact_dir)
         _CACHE[key] = _State(encode, device, domains, slot_of, col_of,
                              pa.array(meta["item_ids"], pa.string()),
@@ -535,7 +538,7 @@ def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> list[pa.R
                 best.append(top_k(exclude(scores, part, pairs_of(excl, part), block.size),
                                   plan.k))
             vals, cols = (torch.cat(t) for t in zip(*best))
-            out.append(_rows(block, cand, rows.cpu().numpy(), vals, cols, source))
+            out.append(_rows(block, cand, dom, rows.cpu().numpy(), vals, cols, source))
     return out
 
 
@@ -648,8 +651,10 @@ def select(x: Tensor, p: int) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(np.take_along_axis(xn, cols, axis=1)), torch.from_numpy(cols)
 
 
-def _rows(block: _Block, cand: Candidates, rows: np.ndarray, vals: Tensor, cols: Tensor,
-          source: str) -> pa.RecordBatch:
+def _rows(block: _Block, cand: Candidates, dom: _DomainState, rows: np.ndarray, vals: Tensor,
+          cols: Tensor, source: str) -> pa.RecordBatch:
+    """The output rows of one group's lists (Arrow takes and repeats: Python lists of
+    strings took half of this)."""
     vals, cols = vals.cpu().numpy(), cols.cpu().numpy()
     keep = np.isfinite(vals)                               # [b, k]: fewer candidates than k
     r, j = np.nonzero(keep)
@@ -659,9 +664,10 @@ def _rows(block: _Block, cand: Candidates, rows: np.ndarray, vals: Tensor, cols:
     n = len(r)
     return pa.RecordBatch.from_arrays([
         block.user_key.take(pa.array(user)), pa.array(block.user_idx[user], pa.int32()),
-        pa.array([cand.domain] * n, pa.string()), pa.array(j + 1, pa.int32()),
-        pa.array(cand.item_id[col], pa.string()), pa.array(cand.item_idx[col], pa.int32()),
-        pa.array(score, pa.float32()), pa.array([source] * n, pa.string())], schema=_ARROW_OUT)
+        pa.repeat(pa.scalar(cand.domain, pa.string()), n), pa.array(j + 1, pa.int32()),
+        dom.item_id.take(pa.array(col)), pa.array(cand.item_idx[col], pa.int32()),
+        pa.array(score, pa.float32()), pa.repeat(pa.scalar(source, pa.string()), n)],
+        schema=_ARROW_OUT)
 
 
 def _task_threads() -> None:

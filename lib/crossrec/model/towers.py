@@ -147,8 +147,10 @@ class CrossDomainModel(nn.Module):
         self.users = UserTower(cfg)
 
     def lookup(self, items: Tensor, table: Tensor | None) -> Tensor:
-        """Item vectors for ``items`` [...] → [..., D], from ``table`` [N, D] when given."""
-        return table[items] if table is not None else self.items(items)
+        """Item vectors for ``items`` [...] → [..., D], from ``table`` [N, D] when given
+        (``embedding``, not ``table[items]``: advanced indexing took 1.7 of a 1,024-user
+        block's 6.4 ms in the tower on CPU)."""
+        return nn.functional.embedding(items, table) if table is not None else self.items(items)
 
     def item_table(self, batch: dict[str, Tensor]) -> Tensor | None:
         """Every item's vector [N, D] when that is cheaper than projecting each history slot's
