@@ -275,8 +275,9 @@ def score_users(events: DataFrame, plan: ScoringPlan, users: DataFrame | None = 
 def score_event_files(spark: Any, pieces: list[Piece], plan: ScoringPlan) -> DataFrame:
     """:func:`score_users` for the lake's events files (:mod:`crossrec.event_files`: whole
     users sorted by ``(user_idx, seq)`` in each file): one task per piece reads it with pyarrow
-    and scores it as it streams, so the events never pass through the JVM. Same rows as
-    ``score_users(spark.read.parquet(<the files>), plan)``."""
+    and scores it as it streams, so the events never pass through the JVM. The lists of
+    ``score_users(spark.read.parquet(<the files>), plan)``, their scores equal to float rounding
+    (blocks of other users take other GEMM kernels)."""
     schema = RECOMMENDATIONS.as_spark_schema()
     if not pieces:
         return spark.createDataFrame([], schema)
