@@ -243,7 +243,8 @@ def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict
                     if with_topk:
                         s.topk(a.k, dim=1)
                     n += 1
-                got[f"{name}_{form}_gflops"] = round(n * flops / (time.perf_counter() - t0) / 1e9, 1)
+                rate = n * flops / (time.perf_counter() - t0) / 1e9
+                got[f"{name}_{form}_gflops"] = round(rate, 1)
             got[f"{name}_gflops"] = max(got[f"{name}_{f}_gflops"] for f in forms)
         out["by_rows"][rows] = got
     for name in ("gemm_gflops", "gemm_topk_gflops"):

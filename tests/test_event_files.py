@@ -19,11 +19,12 @@ def write_lake_layout(spark, path: str, users: int, files: int) -> list[tuple[in
     return rows
 
 
-@pytest.mark.parametrize("files, at_least", [(1, 1), (1, 4), (3, 7), (3, 2)])
-def test_pieces_hold_every_row_once_and_whole_users(spark, tmp_path, files, at_least):
+@pytest.mark.parametrize("files, tasks", [(1, 1), (1, 4), (3, 7), (3, 2)])
+def test_pieces_hold_every_row_once_and_whole_users(spark, tmp_path, files, tasks):
     rows = write_lake_layout(spark, str(tmp_path / "events"), 100, files)
-    pieces = event_pieces(str(tmp_path / "events"), at_least)
-    assert len(pieces) >= max(at_least, len(parquet_files(str(tmp_path / "events"))))
+    pieces = event_pieces(str(tmp_path / "events"), tasks, min_rows=1)
+    assert len(pieces) >= max(tasks, len(parquet_files(str(tmp_path / "events"))))
+    assert sum(p.first for p in pieces) == len(parquet_files(str(tmp_path / "events")))
     got, owner = [], {}
     for i, piece in enumerate(pieces):
         for batch in read_piece(piece, [C.USER_IDX, C.SEQ]):
@@ -32,6 +33,30 @@ def test_pieces_hold_every_row_once_and_whole_users(spark, tmp_path, files, at_l
             for u, _ in pairs:
                 assert owner.setdefault(u, i) == i, f"user {u} in pieces {owner[u]} and {i}"
     assert sorted(got) == sorted(rows)
+
+
+def test_files_are_not_cut_below_min_rows(spark, tmp_path):
+    rows = write_lake_layout(spark, str(tmp_path / "events"), 100, 1)   # 199 rows
+    assert len(event_pieces(str(tmp_path / "events"), 8, min_rows=90)) == 2
+    assert len(event_pieces(str(tmp_path / "events"), 8, min_rows=len(rows) + 1)) == 1
+
+
+def test_the_first_piece_checks_the_whole_file_the_others_stop_at_their_end(tmp_path,
+                                                                            monkeypatch):
+    import crossrec.event_files as EF
+
+    monkeypatch.setattr(EF, "BATCH_ROWS", 2)
+    users = [0, 1, 2, 3, 4, 5, 6, 7, 8, 8]
+    pq.write_table(pa.table({C.USER_IDX: pa.array(users, pa.int32()),
+                             C.SEQ: pa.array([0] * 9 + [0], pa.int32())}),   # last row repeats
+                   tmp_path / "part-0.parquet")
+    first, middle, last = event_pieces(str(tmp_path), 3, min_rows=1)
+    assert first.first and not middle.first and middle.hi <= 8
+    for piece in (first, last):
+        with pytest.raises(InputError, match="row 9"):
+            list(read_piece(piece, [C.USER_IDX, C.SEQ]))
+    got = [u for b in read_piece(middle, [C.USER_IDX, C.SEQ]) for u in b[C.USER_IDX].to_pylist()]
+    assert got == list(range(middle.lo, middle.hi))  # stopped before the bad row
 
 
 def test_no_files_no_pieces(tmp_path):
@@ -48,7 +73,8 @@ def test_rows_out_of_order_name_the_file_and_row(tmp_path, user, seq, bad_row):
     pq.write_table(pa.table({C.USER_IDX: pa.array(user, pa.int32()),
                              C.SEQ: pa.array(seq, pa.int32())}), path)
     piece = event_pieces(str(tmp_path))[0]
-    with pytest.raises(InputError, match=rf"part-0.parquet: row {bad_row}: fields 'user_idx', 'seq'"):
+    with pytest.raises(InputError,
+                       match=rf"part-0.parquet: row {bad_row}: fields 'user_idx', 'seq'"):
         list(read_piece(piece, [C.USER_IDX, C.SEQ]))
 
 

@@ -161,7 +161,7 @@ def test_scores_the_lakes_event_files_like_the_reference(spark, case, tmp_path, 
     path = str(tmp_path / "events")
     (case["ev"].repartition(files, C.USER_IDX).sortWithinPartitions(C.USER_IDX, C.SEQ)
      .write.parquet(path))
-    cut = event_pieces(path, at_least=pieces)
+    cut = event_pieces(path, tasks=pieces, min_rows=1)
     assert len(cut) >= pieces
     counted = S.piece_popularity(spark, cut)
     pd.testing.assert_series_equal(counted, S.popularity(case["ev"]).sort_index(),
@@ -179,7 +179,7 @@ def test_piece_popularity_counts_distinct_users_across_files_and_pieces(spark, t
     path = str(tmp_path / "events")
     (spark.createDataFrame(rows, f"{C.USER_IDX} int, {C.SEQ} int, {C.ITEM_IDX} int")
      .repartition(2, C.USER_IDX).sortWithinPartitions(C.USER_IDX, C.SEQ).write.parquet(path))
-    got = S.piece_popularity(spark, event_pieces(path, at_least=3))
+    got = S.piece_popularity(spark, event_pieces(path, tasks=3, min_rows=1))
     assert got.to_dict() == {3: 2.0, 7: 2.0, 9: 1.0}
 
 

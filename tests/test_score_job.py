@@ -112,7 +112,7 @@ def test_events_pyarrow_cannot_open_go_through_spark_to_the_same_rows(spark, lak
                           .select(RECOMMENDATIONS.columns).collect())
     rows = read()
 
-    def cannot(url: str, at_least: int = 1) -> None:
+    def cannot(url: str, tasks: int = 1) -> None:
         raise OSError(f"{url}: no libhdfs here")
 
     monkeypatch.setattr(score, "event_pieces", cannot)

@@ -1,6 +1,6 @@
 """The lake's events table read file by file in Python, for jobs that need whole users in order.
 
-    pieces = event_pieces(lake.path(EVENTS, run_date), at_least=8)   # on the driver: footers only
+    pieces = event_pieces(lake.path(EVENTS, run_date), tasks=8)      # on the driver: footers only
     for batch in read_piece(pieces[i], columns):                      # in a task: Arrow batches
         ...
 
@@ -9,11 +9,12 @@ schema). A task can therefore read a file with pyarrow and have every user's his
 and in time order, with no JVM scan, shuffle or sort: at 200,000 users that scan, its joins and
 the shuffle and sort by user were ~3 s of a 13 s scoring pass on 2 cores. A file is cut into
 pieces by ranges of ``user_idx`` (from its footer's statistics) when there are fewer files than
-tasks wanted; a piece reads its file and keeps its range, and no user is in two pieces.
+tasks wanted (but not below :data:`MIN_PIECE_ROWS` rows a piece); a piece reads its file up to
+the end of its range and keeps its range, and no user is in two pieces.
 
 The layout is checked as the rows stream: rows out of ``(user_idx, seq)`` order raise an
-:class:`InputError` naming the file and row. A user split across two files cannot be seen from
-one file; ingest never writes one.
+:class:`InputError` naming the file and row (each file's first piece reads and checks all of
+it). A user split across two files cannot be seen from one file; ingest never writes one.
 """
 from __future__ import annotations
 
@@ -32,16 +33,23 @@ from crossrec.schemas import columns as C
 from crossrec.store import arrow_filesystem as filesystem
 
 BATCH_ROWS = 65_536
+# A piece decodes its file from the start up to its users (one row group, as Spark writes
+# them), so a file is not cut finer than this many rows a piece: with the cluster default of
+# 200 shuffle partitions and four 500,000-row files, 50 pieces a file would decode it 50 times.
+MIN_PIECE_ROWS = 100_000
 
 
 @dataclass(frozen=True)
 class Piece:
-    """The users ``lo <= user_idx < hi`` of one events file (``rows``: the file's rows)."""
+    """The users ``lo <= user_idx < hi`` of one events file (``rows``: the file's rows). The
+    ``first`` piece of a file reads all of it, checking its order; the others stop at their end
+    (every row's order is checked by the first)."""
 
     path: str
     lo: int
     hi: int
     rows: int
+    first: bool = True
 
 
 def parquet_files(url: str) -> list[str]:
@@ -56,9 +64,10 @@ def parquet_files(url: str) -> list[str]:
                   and not hidden(i.path) and i.path.endswith(".parquet"))
 
 
-def event_pieces(url: str, at_least: int = 1) -> list[Piece]:
-    """Every non-empty events file below ``url``, cut into about ``at_least`` pieces in all
-    (each file in proportion to its rows, by even ranges of its ``user_idx`` span)."""
+def event_pieces(url: str, tasks: int = 1, min_rows: int = MIN_PIECE_ROWS) -> list[Piece]:
+    """Every non-empty events file below ``url``, cut into about ``tasks`` pieces in all (each
+    file in proportion to its rows, by even ranges of its ``user_idx`` span, into pieces of at
+    least ``min_rows`` of its rows where it has them)."""
     sizes = []
     for path in parquet_files(url):
         meta = _open(path).metadata
@@ -67,9 +76,10 @@ def event_pieces(url: str, at_least: int = 1) -> list[Piece]:
     total = sum(rows for _, rows, _ in sizes)
     out = []
     for path, rows, (lo, hi) in sizes:
-        cuts = np.linspace(lo, hi, min(hi - lo, max(1, math.ceil(at_least * rows / total))) + 1)
-        bounds = np.unique(np.round(cuts).astype(np.int64))
-        out += [Piece(path, int(a), int(b), rows) for a, b in zip(bounds[:-1], bounds[1:])]
+        n = min(hi - lo, math.ceil(tasks * rows / total), max(1, rows // max(1, min_rows)))
+        bounds = np.unique(np.round(np.linspace(lo, hi, max(1, n) + 1)).astype(np.int64))
+        out += [Piece(path, int(a), int(b), rows, first=bool(a == bounds[0]))
+                for a, b in zip(bounds[:-1], bounds[1:])]
     return out
 
 
@@ -96,7 +106,8 @@ def _user_span(meta: pq.FileMetaData, path: str) -> tuple[int, int]:
 
 def read_piece(piece: Piece, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
     """The piece's rows (``columns``, which must include ``user_idx`` and ``seq``) in file
-    order, checking the whole file's ``(user_idx, seq)`` order on the way."""
+    order, checking ``(user_idx, seq)`` order on the way: the first piece of a file checks all
+    of it, the others the rows they read."""
     file = _open(piece.path)
     missing = sorted(set(columns) - set(file.schema_arrow.names))
     if missing:
@@ -107,8 +118,11 @@ def read_piece(piece: Piece, columns: Sequence[str]) -> Iterator[pa.RecordBatch]
         if batch.num_rows == 0:
             continue
         user = batch[C.USER_IDX].to_numpy(zero_copy_only=False)
-        last = _check_order(user, batch[C.SEQ].to_numpy(zero_copy_only=False), last, row, piece.path)
+        seq = batch[C.SEQ].to_numpy(zero_copy_only=False)
+        last = _check_order(user, seq, last, row, piece.path)
         row += len(user)
+        if user[0] >= piece.hi and not piece.first:
+            return  # sorted (the file's first piece checks it): no more of this piece's users
         if user[0] >= piece.hi or user[-1] < piece.lo:
             continue
         keep = pc.and_(pc.greater_equal(batch[C.USER_IDX], piece.lo),
