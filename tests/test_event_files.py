@@ -59,6 +59,16 @@ def test_the_first_piece_checks_the_whole_file_the_others_stop_at_their_end(tmp_
     assert got == list(range(middle.lo, middle.hi))  # stopped before the bad row
 
 
+def test_a_file_without_statistics_is_one_piece(tmp_path):
+    pq.write_table(pa.table({C.USER_IDX: pa.array([0, 1, 2], pa.int32()),
+                             C.SEQ: pa.array([0, 0, 0], pa.int32())}),
+                   tmp_path / "part-0.parquet", write_statistics=False)
+    pieces = event_pieces(str(tmp_path), 4, min_rows=1)
+    assert len(pieces) == 1
+    assert [u for b in read_piece(pieces[0], [C.USER_IDX, C.SEQ])
+            for u in b[C.USER_IDX].to_pylist()] == [0, 1, 2]
+
+
 def test_no_files_no_pieces(tmp_path):
     (tmp_path / "events").mkdir()
     (tmp_path / "events" / "_SUCCESS").write_text("")

@@ -37,6 +37,7 @@ BATCH_ROWS = 65_536
 # them), so a file is not cut finer than this many rows a piece: with the cluster default of
 # 200 shuffle partitions and four 500,000-row files, 50 pieces a file would decode it 50 times.
 MIN_PIECE_ROWS = 100_000
+_ANY_USER = (-2**31, 2**31)  # a file's user_idx span when its footer has no statistics
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def event_pieces(url: str, tasks: int = 1, min_rows: int = MIN_PIECE_ROWS) -> li
     out = []
     for path, rows, (lo, hi) in sizes:
         n = min(hi - lo, math.ceil(tasks * rows / total), max(1, rows // max(1, min_rows)))
+        n = 1 if (lo, hi) == _ANY_USER else n
         bounds = np.unique(np.round(np.linspace(lo, hi, max(1, n) + 1)).astype(np.int64))
         out += [Piece(path, int(a), int(b), rows, first=bool(a == bounds[0]))
                 for a, b in zip(bounds[:-1], bounds[1:])]
@@ -98,7 +100,7 @@ def _user_span(meta: pq.FileMetaData, path: str) -> tuple[int, int]:
     for g in range(meta.num_row_groups):
         stats = meta.row_group(g).column(col).statistics
         if stats is None or not stats.has_min_max:
-            return -2**31, 2**31
+            return _ANY_USER
         lo.append(stats.min)
         hi.append(stats.max)
     return int(min(lo)), int(max(hi)) + 1
