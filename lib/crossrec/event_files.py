@@ -42,14 +42,13 @@ _ANY_USER = (-2**31, 2**31)  # a file's user_idx span when its footer has no sta
 
 @dataclass(frozen=True)
 class Piece:
-    """The users ``lo <= user_idx < hi`` of one events file (``rows``: the file's rows). The
-    ``first`` piece of a file reads all of it, checking its order; the others stop at their end
-    (every row's order is checked by the first)."""
+    """The users ``lo <= user_idx < hi`` of one events file. The ``first`` piece of a file reads
+    all of it, checking its order; the others stop at their end (every row's order is checked by
+    the first)."""
 
     path: str
     lo: int
     hi: int
-    rows: int
     first: bool = True
 
 
@@ -80,7 +79,7 @@ def event_pieces(url: str, tasks: int = 1, min_rows: int = MIN_PIECE_ROWS) -> li
         n = min(hi - lo, math.ceil(tasks * rows / total), max(1, rows // max(1, min_rows)))
         n = 1 if (lo, hi) == _ANY_USER else n
         bounds = np.unique(np.round(np.linspace(lo, hi, max(1, n) + 1)).astype(np.int64))
-        out += [Piece(path, int(a), int(b), rows, first=bool(a == bounds[0]))
+        out += [Piece(path, int(a), int(b), first=bool(a == bounds[0]))
                 for a, b in zip(bounds[:-1], bounds[1:])]
     return out
 

@@ -7,8 +7,9 @@ catalog's items of that domain the model knows, matched by ``item_id``, in ``ite
 their popularity. Users never come to the driver: events are hash-partitioned by user and sorted
 by ``(user_idx, ts, seq)``; ``mapInArrow`` then scores each partition in blocks of
 ``block_users`` whole users. The lake's events files already hold whole users in that order, so
-the score job's tasks read them themselves (:func:`score_event_files`; no shuffle). Every Python worker loads the artifact once (a module-level cache
-keyed by artifact path and plan) and keeps each domain's item matrix on its device; a slice of
+the score job's tasks read them themselves (:func:`score_event_files`; no shuffle). Every Python
+worker loads the artifact once (a module-level cache keyed by artifact path and plan) and keeps
+each domain's item matrix on its device; a slice of
 a block's scores (``[c, M]``: on CPU about 8 MB, on a GPU the whole block) is the only user ×
 item array that ever exists.
 
@@ -202,15 +203,10 @@ def piece_popularity(spark: Any, pieces: list[Piece]) -> pd.Series:
     """:func:`popularity` of the events of ``pieces``, counted by the tasks from the files: a
     user is in one piece only, so the pieces' distinct (user, item) pairs add up. Reading every
     piece first also checks the files' order before any scoring starts."""
-    def per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for i in batch.column(0).to_pylist():
-                yield _users_per_item(pieces[i])
-
     if not pieces:
         return pd.Series(dtype=np.float64)
-    got = (spark.range(len(pieces), numPartitions=len(pieces))
-           .mapInArrow(per_task, f"{C.ITEM_IDX} int, n long").toArrow())
+    got = per_piece(spark, pieces, lambda piece: iter([_users_per_item(piece)]),
+                    f"{C.ITEM_IDX} int, n long").toArrow()
     total = np.bincount(got[C.ITEM_IDX].to_numpy(), weights=got["n"].to_numpy())
     seen = np.flatnonzero(total)
     return pd.Series(total[seen], index=seen, dtype=np.float64)
@@ -281,11 +277,17 @@ def score_event_files(spark: Any, pieces: list[Piece], plan: ScoringPlan) -> Dat
     schema = RECOMMENDATIONS.as_spark_schema()
     if not pieces:
         return spark.createDataFrame([], schema)
+    return per_piece(spark, pieces, lambda piece: score_batches(piece_input(piece, plan), plan),
+                     schema)
 
+
+def per_piece(spark: Any, pieces: list[Piece],
+              run: Callable[[Piece], Iterator[pa.RecordBatch]], schema: Any) -> DataFrame:
+    """``run(piece)``'s batches, one task per piece (``pieces`` not empty)."""
     def per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for i in batch.column(0).to_pylist():
-                yield from score_batches(piece_input(pieces[i], plan), plan)
+                yield from run(pieces[i])
 
     return spark.range(len(pieces), numPartitions=len(pieces)).mapInArrow(per_task, schema)
 
