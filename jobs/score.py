@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 import crossrec
 from crossrec import score as S
 from crossrec.cli import exit_status, job_parser, parse, setup_logging
-from crossrec.errors import InputError
+from crossrec.errors import InputError, raised_in_tasks
 from crossrec.event_files import Piece, event_pieces
 from crossrec.lake import Lake, Manifest, check_run_date, run_date_arg
 from crossrec.logs import event, timed
@@ -159,7 +159,8 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
     with timed(log, "score", partitions=partitions) as facts:
         recs = (S.score_users(events, plan, partitions=partitions) if pieces is None
                 else S.score_event_files(spark, pieces, plan))
-        counts = write_recommendations(recs, staging.path(RECOMMENDATIONS))
+        with raised_in_tasks():
+            counts = write_recommendations(recs, staging.path(RECOMMENDATIONS))
         facts.update(counts)
     manifest = lake.commit(staging, run_id, {RECOMMENDATIONS.name: counts}, extra={
         "unified": {"run_date": unified.run_date, "version": unified.version},

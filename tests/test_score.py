@@ -183,6 +183,20 @@ def test_piece_popularity_counts_distinct_users_across_files_and_pieces(spark, t
     assert got.to_dict() == {3: 2.0, 7: 2.0, 9: 1.0}
 
 
+def test_events_out_of_order_are_the_input_error_naming_file_and_row(spark, tmp_path):
+    """Raised in a task, it reaches the driver as itself, not as a worker's traceback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crossrec.errors import InputError
+
+    pq.write_table(pa.table({C.USER_IDX: pa.array([1, 0], pa.int32()),
+                             C.SEQ: pa.array([0, 0], pa.int32()),
+                             C.ITEM_IDX: pa.array([0, 0], pa.int32())}), tmp_path / "part-0.parquet")
+    with pytest.raises(InputError, match=r"^[^\n]*part-0.parquet: row 1: fields 'user_idx', 'seq'"):
+        S.piece_popularity(spark, event_pieces(str(tmp_path)))
+
+
 def assert_matches(rows: list[dict], ref: dict) -> None:
     got = lists(rows)
     assert set(got) == set(ref)

@@ -14,6 +14,7 @@ import torch
 from crossrec.lake import Lake
 from crossrec.model import CrossDomainModel, ModelConfig
 from crossrec.schemas import columns as C
+from crossrec.schemas.lake import EVENTS
 from crossrec.schemas.scoring import RECOMMENDATIONS, RECOMMENDATIONS_DATASET, SOURCE_MODEL
 from crossrec.schemas.training import MODEL
 from crossrec.train.artifact import save_artifact
@@ -136,3 +137,26 @@ def test_one_domain_and_input_errors(spark, lake_root, capsys, caplog):
     assert run_score(lake_root, capsys, "--model-version", "nope")[0] == 2
     with pytest.raises(SystemExit):
         score.parse_args(["--lake", "x", "--run-date", DAY2, "--k", "0"])
+
+
+# out of order: the planning pass (popularity) finds it; a field only scoring reads: scoring does
+@pytest.mark.parametrize("spoil, message", [
+    (lambda t: t.take(list(range(t.num_rows))[::-1]),
+     "{name}: row 1: fields 'user_idx', 'seq' not in ascending order"),
+    (lambda t: t.drop_columns([C.DOMAIN]), "{name}: fields ['domain'] missing")])
+def test_bad_events_files_exit_2_naming_the_file(spark, tmp_path, capsys, caplog, spoil, message):
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "lake"
+    items, events = lake_rows(6, new_item=False)
+    publish_unified(spark, root, DAY1, items, events)
+    publish_model(root, items)
+    lake = Lake.open(str(root))
+    part = next(Path(lake.path(EVENTS, DAY1).removeprefix("file://")).glob("part-*.parquet"))
+    pq.write_table(spoil(pq.read_table(part)), part)
+    capsys.readouterr()
+    code = score.main(["--lake", str(root), "--run-date", DAY1, "--k", "3"])
+    assert code == 2
+    assert message.format(name=part.name) in caplog.text
+    assert "Traceback" not in caplog.text
+    assert lake.manifest(RECOMMENDATIONS_DATASET, DAY1) is None   # nothing published

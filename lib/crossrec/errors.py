@@ -1,4 +1,9 @@
 """Errors a user can act on. Messages name the file, row and field; never a raw user id."""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class CrossrecError(Exception):
@@ -19,3 +24,17 @@ class QualityGateError(CrossrecError):
 
 class PublishError(CrossrecError):
     """A staged version could not be published: nothing was (the previous publication stands)."""
+
+
+@contextmanager
+def raised_in_tasks() -> Iterator[None]:
+    """An :class:`InputError` a Spark task raised, raised again on the driver as itself: it
+    arrives wrapped in a ``PythonException`` whose text is the worker's whole traceback, which
+    the jobs would print (exit 1) instead of the error's one line (exit 2)."""
+    try:
+        yield
+    except Exception as e:
+        found = re.findall(r"crossrec\.errors\.InputError: (.+)", str(e))
+        if type(e).__name__ != "PythonException" or not found:
+            raise
+        raise InputError(found[-1]) from e

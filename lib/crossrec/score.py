@@ -51,7 +51,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from torch import Tensor
 
-from crossrec.errors import InputError
+from crossrec.errors import InputError, raised_in_tasks
 from crossrec.event_files import Piece, read_piece
 from crossrec.examples import history_slices, run_starts
 from crossrec.schemas import columns as C
@@ -205,8 +205,9 @@ def piece_popularity(spark: Any, pieces: list[Piece]) -> pd.Series:
     piece first also checks the files' order before any scoring starts."""
     if not pieces:
         return pd.Series(dtype=np.float64)
-    got = per_piece(spark, pieces, lambda piece: iter([_users_per_item(piece)]),
-                    f"{C.ITEM_IDX} int, n long").toArrow()
+    with raised_in_tasks():  # a file out of order: its InputError, not a worker traceback
+        got = per_piece(spark, pieces, lambda piece: iter([_users_per_item(piece)]),
+                        f"{C.ITEM_IDX} int, n long").toArrow()
     total = np.bincount(got[C.ITEM_IDX].to_numpy(), weights=got["n"].to_numpy())
     seen = np.flatnonzero(total)
     return pd.Series(total[seen], index=seen, dtype=np.float64)
