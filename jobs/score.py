@@ -3,7 +3,8 @@
 
     ./spark-submit.sh score --lake data/demo/lake --run-date 2026-11-23 \\
         [--model-date 2026-11-20] [--model-version <version>] [--k 10] [--domains drama,comedy] \\
-        [--block-users 1024] [--device auto|cpu|cuda] [--partitions N] [--force] \\
+        [--block-users 1024] [--device auto|cpu|cuda] [--screen auto|bf16|fp32] \\
+        [--partitions N] [--force] \\
         [--config crossrec.toml] [--master yarn ...]
 
 The model is the one published on ``--model-date`` (default: the latest on or before the run date;
@@ -57,6 +58,7 @@ class ScoreConfig:
     domains: tuple[str, ...] | None = None  # None: every domain of the model
     block_users: int = 1024
     device: str = "auto"
+    screen: str = "auto"               # the candidate screen's precision (same lists)
     partitions: int | None = None      # None: spark.sql.shuffle.partitions
     force: bool = False                # score even if this run id is already published
 
@@ -73,6 +75,9 @@ def parse_args(argv: list[str] | None) -> ScoreConfig:
                    help="users per score block: one [users, items] matrix at a time (default 1024)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: cuda when the executor has one")
+    p.add_argument("--screen", choices=S.SCREENS, default="auto",
+                   help="precision of the product that picks each user's candidates before they "
+                   "are scored exactly; the lists are the same (auto: bf16 on CPUs that have it)")
     p.add_argument("--partitions", type=int, help="scoring tasks, at least (default: shuffle "
                    "partitions; every events file is one task or more)")
     p.add_argument("--force", action="store_true",
@@ -84,7 +89,7 @@ def parse_args(argv: list[str] | None) -> ScoreConfig:
             p.error(f"--{name.replace('_', '-')}: expected >= 1, got {value}")
     domains = tuple(d.strip() for d in a.domains.split(",") if d.strip()) if a.domains else None
     return ScoreConfig(a.lake, a.run_date, a.model_date, a.model_version, a.k, domains,
-                       a.block_users, a.device, a.partitions, a.force)
+                       a.block_users, a.device, a.screen, a.partitions, a.force)
 
 
 def resolve_model(lake: Lake, cfg: ScoreConfig) -> tuple[str, str, str]:
@@ -106,7 +111,7 @@ def resolve_model(lake: Lake, cfg: ScoreConfig) -> tuple[str, str, str]:
 
 def run_id_for(cfg: ScoreConfig, unified: Manifest, model_version: str, partitions: int) -> str:
     """Same unified version, model, parameters and code version -> same run id and rows."""
-    params = {k: v for k, v in asdict(cfg).items() if k not in ("lake", "device", "force")}
+    params = {k: v for k, v in asdict(cfg).items() if k not in ("lake", "device", "screen", "force")}
     blob = json.dumps([crossrec.__version__, unified.version, model_version, partitions, params],
                       sort_keys=True)
     return f"{cfg.run_date.replace('-', '')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
@@ -153,7 +158,7 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
         per_item = None if pieces is None else S.piece_popularity(spark, pieces)
         plan = S.plan_scoring(events, items, folder, cfg.k, list(cfg.domains) if cfg.domains else None,
                               block_users=cfg.block_users, device=cfg.device,
-                              users_per_item=per_item)
+                              screen=cfg.screen, users_per_item=per_item)
         facts.update(plan.facts)
     staging = lake.stage(RECOMMENDATIONS_DATASET, cfg.run_date, run_id)
     with timed(log, "score", partitions=partitions) as facts:
@@ -166,7 +171,8 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
         "unified": {"run_date": unified.run_date, "version": unified.version},
         "model": {"run_date": model_date, "version": version},
         "params": {"k": cfg.k, "domains": [c.domain for c in plan.candidates],
-                   "block_users": cfg.block_users, "partitions": partitions},
+                   "block_users": cfg.block_users, "partitions": partitions,
+                   "screen": cfg.screen},
         "skipped": {"unknown_items": plan.facts["unknown_items"],
                     "unscored_domains": plan.facts["unscored_domains"]},
         "candidates": plan.facts["candidates"], "max_history": plan.max_history,

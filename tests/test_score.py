@@ -154,6 +154,18 @@ def test_scores_sliced_blocks_like_whole_ones(case, slice_users):
     assert_matches([r.asDict() for r in got.collect()], case["ref"])
 
 
+@pytest.mark.parametrize("screen", ["bf16", "fp32"])
+def test_either_screen_gives_the_same_rows(case, screen):
+    """The screen only picks candidates: either gives the reference lists and, scored exactly
+    after, the same rows to the bit (the fixture's are the default screen's)."""
+    got = [r.asDict() for r in S.recommend(case["ev"], case["it"], case["art"], K,
+                                           users=case["users"], block_users=4, partitions=3,
+                                           screen=screen).collect()]
+    assert_matches(got, case["ref"])
+    key = lambda r: (r[C.USER_IDX], r[C.DOMAIN], r[C.RANK])  # noqa: E731
+    assert sorted(got, key=key) == sorted(case["rows"], key=key)
+
+
 @pytest.mark.parametrize("files, pieces", [(1, 1), (2, 5)])
 def test_scores_the_lakes_event_files_like_the_reference(spark, case, tmp_path, files, pieces):
     """Events written as ingest writes them (whole users per file, sorted by user and seq), read

@@ -127,6 +127,20 @@ def test_events_pyarrow_cannot_open_go_through_spark_to_the_same_rows(spark, lak
     np.testing.assert_allclose([r[score_at] for r in other], [r[score_at] for r in rows], rtol=1e-5)
 
 
+def test_the_screen_changes_no_row_and_no_run_id(spark, lake_root, capsys):
+    """The screen only picks candidates, scored exactly after: bf16 and fp32 publish the same
+    rows, scores too, under the same run id."""
+    lake = Lake.open(str(lake_root))
+    got = {}
+    for screen in ("bf16", "fp32"):
+        code, summary = run_score(lake_root, capsys, "--force", "--screen", screen)
+        assert code == 0 and summary["params"]["screen"] == screen
+        got[screen] = (summary["run_id"], sorted(
+            tuple(r) for r in lake.read(spark, RECOMMENDATIONS, DAY2).select(RECOMMENDATIONS.columns)
+            .collect()))
+    assert got["bf16"] == got["fp32"] and got["bf16"][1]
+
+
 def test_one_domain_and_input_errors(spark, lake_root, capsys, caplog):
     code, summary = run_score(lake_root, capsys, "--domains", "drama")
     assert code == 0 and summary["params"]["domains"] == ["drama"]

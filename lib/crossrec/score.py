@@ -10,8 +10,8 @@ by ``(user_idx, ts, seq)``; ``mapInArrow`` then scores each partition in blocks 
 the score job's tasks read them themselves (:func:`score_event_files`; no shuffle). Every Python
 worker loads the artifact once (a module-level cache keyed by artifact path and plan) and keeps
 each domain's item matrix on its device; a slice of
-a block's scores (``[c, M]``: on CPU about 8 MB, on a GPU the whole block) is the only user ×
-item array that ever exists.
+a block's screen scores (``[c, M]``: on CPU about 8 MB, on a GPU the whole block) is the only
+user × item array that ever exists.
 
 Histories follow training (:func:`crossrec.examples.history_slices`): the user's latest L events
 (L from the artifact) whose item and domain the model knows, newest first, with their domain,
@@ -24,7 +24,10 @@ Two kinds of artifact (``model_config.kind``), one scoring path: the embedding m
 closed-form transfer model (``transfer``: a user is the 0/1 row [V] of their positives of known
 items, whole history, and a domain's "item vectors" are its θ_d columns [M, V]); either way a
 block is one ``mm`` per domain (the bias folded in as a row), then the same exclusions, ties and
-top-K.
+top-K. The ``mm`` is a screen (:mod:`crossrec.screen`; bf16 on CPUs with native bf16): it finds
+the few items per user that can be in the top K, and only those are scored exactly (float64,
+rounded to the output's float32), so the lists and scores do not depend on the screen's
+precision, the slicing or the device.
 
 Exclusions: every item the user has in ``events`` in that domain (all events, not only the last
 L). Ties: higher score first, then smaller ``item_idx``. A user with no usable history (no
@@ -56,6 +59,8 @@ from crossrec.event_files import Piece, read_piece
 from crossrec.examples import history_slices, run_starts
 from crossrec.schemas import columns as C
 from crossrec.schemas.scoring import RECOMMENDATIONS, SOURCE_MODEL, SOURCE_POPULAR
+from crossrec.screen import (SCREENS, Screen, make_screen, screen_dtype, screen_scores,
+                             screened_top_k, select)
 
 _US_PER_DAY = 86_400_000_000.0
 _MODEL_IDX = "_model_idx"  # an item's index in the artifact (null: unknown to the model)
@@ -98,11 +103,12 @@ class ScoringPlan:
     kind: str = "towers"                # the artifact's model: "towers" or "transfer"
     min_value: float | None = None      # transfer: a person's row is their positives only
     slice_users: int | None = None      # users per score slice; None: see score_rows
+    screen: str = "auto"                # the model path's screen precision (crossrec.screen)
 
     @property
     def key(self) -> str:
         """Identifies the executor-side state this plan needs (artifact, device, candidates)."""
-        h = hashlib.sha256(f"{self.artifact_dir}|{self.device}".encode())
+        h = hashlib.sha256(f"{self.artifact_dir}|{self.device}|{self.screen}".encode())
         for c in self.candidates:
             h.update(c.domain.encode())
             h.update(np.ascontiguousarray(c.model_idx, dtype=np.int64).tobytes())
@@ -153,7 +159,7 @@ def max_history(meta: dict[str, Any]) -> int:
 
 def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
                  domains: list[str] | None = None, *, block_users: int = 1024,
-                 device: str = "auto", slice_users: int | None = None,
+                 device: str = "auto", slice_users: int | None = None, screen: str = "auto",
                  users_per_item: pd.Series | None = None) -> ScoringPlan:
     """Candidates and popularity per domain (two O(items) collects) for :func:`score_users`;
     ``users_per_item``: :func:`popularity` of ``events`` when already counted."""
@@ -162,6 +168,8 @@ def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
                          f"block_users={block_users}, slice_users={slice_users}")
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: expected auto, cpu or cuda, got {device!r}")
+    if screen not in SCREENS:
+        raise ValueError(f"screen: expected one of {SCREENS}, got {screen!r}")
     meta = read_meta(artifact_dir)
     vocab = list(meta["domains"])
     wanted = vocab if domains is None else list(domains)
@@ -188,7 +196,7 @@ def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
              "candidates": {c.domain: len(c.model_idx) for c in cands},
              "max_history": max_history(meta)}
     return ScoringPlan(artifact_dir, max_history(meta), k, block_users, device, tuple(cands), facts,
-                       model_kind(meta), meta.get("min_value"), slice_users)
+                       model_kind(meta), meta.get("min_value"), slice_users, screen)
 
 
 def popularity(events: DataFrame) -> pd.Series:
@@ -232,14 +240,16 @@ def _users_per_item(piece: Piece) -> pa.RecordBatch:
 def recommend(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
               domains: list[str] | None = None, *, users: DataFrame | None = None,
               block_users: int = 1024, device: str = "auto",
-              partitions: int | None = None, slice_users: int | None = None) -> DataFrame:
+              partitions: int | None = None, slice_users: int | None = None,
+              screen: str = "auto") -> DataFrame:
     """RECOMMENDATIONS rows: top-``k`` items of each (user, domain) for every user in ``events``
     (EVENTS schema), plus the users of ``users`` (``user_idx``, ``user_key``) who have no event
     there (they get popular items). ``items``: the ITEMS schema, of the unified version the
     events are (their ``item_idx`` index it); ``domains``: default all the model's domains;
-    ``slice_users``: see :func:`score_rows`."""
+    ``slice_users``: see :func:`score_rows`; ``screen``: the precision of the product that picks
+    candidates (:mod:`crossrec.screen`; the lists are the same)."""
     plan = plan_scoring(events, items, artifact_dir, k, domains, block_users=block_users,
-                        device=device, slice_users=slice_users)
+                        device=device, slice_users=slice_users, screen=screen)
     return score_users(events, plan, users, partitions)
 
 
@@ -313,13 +323,13 @@ def piece_input(piece: Piece, plan: ScoringPlan) -> Iterator[pa.RecordBatch]:
 
 @dataclass
 class _DomainState:
-    weights: Tensor          # [D + 1, M] on the device: item vectors^T, the bias as last row
+    screen: Screen           # the item matrix (vectors and bias) the scores multiply by
     popular: Tensor          # [M] float64: users * (M + 1) - position, so no two tie
     item_id: pa.Array        # [M] the candidates' ids, for the output rows
 
 
 Encode = Callable[[pa.Table, "_Block", ScoringPlan], Tensor]  # a block's users -> [B, T, D]
-ItemMatrix = Callable[[Candidates], Tensor]                    # a domain's weights [D + 1, M]
+ItemMatrix = Callable[[Candidates], Tensor]                    # a domain's rows [M, D + 1]
 
 
 @dataclass
@@ -331,14 +341,15 @@ class _State:
     col_of: np.ndarray       # [N] its column there
     item_ids: pa.Array       # [N] the artifact's item ids (an item's _MODEL_IDX is its place)
     domain_names: pa.Array   # the artifact's domains (a DOMAIN_IDX is a place here)
-    scratch: Tensor | None = None  # flat fp32 memory every score slice is written into
+    scratch: dict[torch.dtype, Tensor] = field(default_factory=dict)  # flat, per dtype
 
-    def scores_out(self, rows: int, cols: int) -> Tensor:
+    def scores_out(self, rows: int, cols: int, dtype: torch.dtype = torch.float32) -> Tensor:
         """A ``[rows, cols]`` view of the scratch memory (grown as needed): a fresh tensor per
         slice pays its page faults every time ([256, 20000] slices: 79 vs 51 ms a 1024 users)."""
-        if self.scratch is None or self.scratch.numel() < rows * cols:
-            self.scratch = torch.empty(rows * cols, device=self.device)
-        return self.scratch[:rows * cols].view(rows, cols)
+        flat = self.scratch.get(dtype)
+        if flat is None or flat.numel() < rows * cols:
+            flat = self.scratch[dtype] = torch.empty(rows * cols, device=self.device, dtype=dtype)
+        return flat[:rows * cols].view(rows, cols)
 
 
 _CACHE: dict[str, _State] = {}
@@ -354,11 +365,12 @@ def _state(plan: ScoringPlan) -> _State:
         load = _load_transfer if plan.kind == "transfer" else _load_towers
         encode, item_matrix, n = load(plan, device)
         slot_of, col_of = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
-        domains = []
+        dtype, domains = screen_dtype(plan.screen, device), []
         for s, c in enumerate(plan.candidates):
             slot_of[c.model_idx], col_of[c.model_idx] = s, np.arange(len(c.model_idx))
             key_ = c.users * (len(c.model_idx) + 1) - np.arange(len(c.model_idx))
-            domains.append(_DomainState(item_matrix(c), torch.from_numpy(key_).to(device),
+            domains.append(_DomainState(make_screen(item_matrix(c), dtype),
+                                        torch.from_numpy(key_).to(device),
                                         pa.array(c.item_id, pa.string())))
         meta = read_meta(plan.artifact_dir)
         _CACHE[key] = _State(encode, device, domains, slot_of, col_of,
@@ -381,7 +393,7 @@ def _load_towers(plan: ScoringPlan, device: torch.device) -> tuple[Encode, ItemM
 
     def matrix(c: Candidates) -> Tensor:
         rows = torch.from_numpy(c.model_idx).to(device)
-        return with_bias(items.vectors[rows].T, items.bias[rows])
+        return with_bias(items.vectors[rows], items.bias[rows])
 
     return encode, matrix, items.vectors.shape[0]
 
@@ -411,7 +423,7 @@ def _load_transfer(plan: ScoringPlan, device: torch.device) -> tuple[Encode, Ite
         # an item the fit saw in another domain has no column here: never recommended (a bias
         # of -inf times the users' constant 1 makes its score -inf, never NaN)
         bias = torch.zeros(len(at), device=device).masked_fill(~inside, float("-inf"))
-        return with_bias(theta[:, torch.from_numpy(at).to(device)], bias)   # [V + 1, M]
+        return with_bias(theta[:, torch.from_numpy(at).to(device)].T, bias)   # [M, V + 1]
 
     return encode, matrix, n
 
@@ -516,7 +528,8 @@ def history_batch(table: pa.Table, block: _Block, max_history: int) -> dict[str,
 
 @torch.inference_mode()
 def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> list[pa.RecordBatch]:
-    """RECOMMENDATIONS rows of one block: per domain, model users then popular users."""
+    """RECOMMENDATIONS rows of one block: per domain, model users (screened, :func:`_model_top_k`)
+    then popular users (:func:`top_k` of the popularity keys)."""
     out = []
     block = _decode(table, plan)
     users = state.encode(table, block, plan)                                  # [B, T, D]
@@ -528,30 +541,39 @@ def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> list[pa.R
         mine = consumed[state.slot_of[block.model_idx[consumed]] == s]   # sorted by user
         excl = (torch.from_numpy(block.row_user[mine]).to(state.device),
                 torch.from_numpy(state.col_of[block.model_idx[mine]]).to(state.device))
-        step = score_rows(plan, len(cand.model_idx), state.device)
         for rows, source in groups:
             if len(rows) == 0 or len(cand.model_idx) == 0:
                 continue
             best = []
-            for part in rows.split(step):
+            dtype = dom.screen.weights.dtype if source == SOURCE_MODEL else torch.float32
+            for part in rows.split(score_rows(plan, len(cand.model_idx), state.device, dtype)):
+                mine_ = pairs_of(excl, part)
                 if source == SOURCE_MODEL:
-                    scores = torch.mm(with_ones(users[part, cand.domain_idx]), dom.weights,
-                                      out=state.scores_out(len(part), len(cand.model_idx)))
+                    best.append(_model_top_k(users[part, cand.domain_idx], part, mine_, dom,
+                                             block.size, plan.k, state))
                 else:
                     scores = dom.popular.expand(len(part), -1).clone()          # [c, M]
-                best.append(top_k(exclude(scores, part, pairs_of(excl, part), block.size),
-                                  plan.k))
+                    best.append(top_k(exclude(scores, part, mine_, block.size), plan.k))
             vals, cols = (torch.cat(t) for t in zip(*best))
             out.append(_rows(block, cand, dom, rows.cpu().numpy(), vals, cols, source))
     return out
 
 
-def with_bias(vectors_t: Tensor, bias: Tensor) -> Tensor:
-    """Item vectors ``[D, M]`` and bias ``[M]`` -> the contiguous ``[D + 1, M]`` every slice is
-    multiplied by: one ``mm`` with the users' column of ones adds the bias. ``addmm(bias, u, V.T)``
-    over the ``[M, D]`` rows ran at 115 GFLOP/s against 170 for this (one thread, [104, 64] users,
-    20,000 items): the bias pass and the transposed operand each cost a third."""
-    return torch.cat([vectors_t, bias[None]]).contiguous()
+def _model_top_k(users: Tensor, part: Tensor, consumed: tuple[Tensor, Tensor], dom: _DomainState,
+                 n_users: int, k: int, state: _State) -> tuple[Tensor, Tensor]:
+    """The top k of one slice of model users ``users`` [c, D] (the block's users ``part``)."""
+    u = with_ones(users)
+    screen: Screen = dom.screen
+    approx = screen_scores(u, screen, state.scores_out(len(u), screen.weights.shape[1],
+                                                       screen.weights.dtype))
+    return screened_top_k(exclude(approx, part, consumed, n_users), u, screen, k)
+
+
+def with_bias(vectors: Tensor, bias: Tensor) -> Tensor:
+    """Item vectors ``[M, D]`` and bias ``[M]`` -> the contiguous rows ``[M, D + 1]`` that the
+    screen (:func:`crossrec.screen.make_screen`) and the exact re-score multiply: with the users'
+    column of ones the bias is one more term of the dot product."""
+    return torch.cat([vectors, bias[:, None]], dim=1).contiguous()
 
 
 def with_ones(users: Tensor) -> Tensor:
@@ -559,19 +581,20 @@ def with_ones(users: Tensor) -> Tensor:
     return torch.cat([users, users.new_ones(len(users), 1)], dim=1)
 
 
-def score_rows(plan: ScoringPlan, n_items: int, device: torch.device) -> int:
-    """Users per score slice: the plan's ``slice_users``, else a cache-sized ``[c, M]`` on CPU
-    and the whole block on a GPU (where small GEMMs would leave it idle)."""
+def score_rows(plan: ScoringPlan, n_items: int, device: torch.device,
+               dtype: torch.dtype = torch.float32) -> int:
+    """Users per score slice: the plan's ``slice_users``, else a cache-sized ``[c, M]`` of
+    ``dtype`` on CPU and the whole block on a GPU (where small GEMMs would leave it idle)."""
     if plan.slice_users is not None:
         return plan.slice_users
     if device.type != "cpu":
         return plan.block_users
-    return cpu_slice_users(n_items)
+    return cpu_slice_users(n_items, dtype.itemsize)
 
 
-def cpu_slice_users(n_items: int) -> int:
-    """Users whose fp32 scores over ``n_items`` fill :data:`CPU_SCORE_BYTES` (at least 1)."""
-    return max(1, CPU_SCORE_BYTES // (4 * max(1, n_items)))
+def cpu_slice_users(n_items: int, itemsize: int = 4) -> int:
+    """Users whose scores over ``n_items`` fill :data:`CPU_SCORE_BYTES` (at least 1)."""
+    return max(1, CPU_SCORE_BYTES // (itemsize * max(1, n_items)))
 
 
 def pairs_of(consumed: tuple[Tensor, Tensor], part: Tensor) -> tuple[Tensor, Tensor]:
@@ -642,17 +665,6 @@ def largest(scores: Tensor, p: int, group: int = TOPK_GROUP) -> tuple[Tensor, Te
     vals = scores.gather(1, cols).masked_fill_(past_end, float("-inf"))
     top, at = select(vals, p)
     return top, cols.gather(1, at)
-
-
-def select(x: Tensor, p: int) -> tuple[Tensor, Tensor]:
-    """The ``p`` largest of each row of ``x`` [B, n] and their columns, in no particular order.
-    On CPU by numpy's ``argpartition``: ``torch.topk``'s per-row setup made it 2.5x slower on
-    the short rows of the two stages ([104, 625], p 11: 407 vs 160 us; [104, 352]: 246 vs 127)."""
-    if x.device.type != "cpu" or p >= x.shape[1]:
-        return x.topk(p, dim=1)
-    xn = x.numpy()
-    cols = np.argpartition(xn, x.shape[1] - p, axis=1)[:, -p:]
-    return torch.from_numpy(np.take_along_axis(xn, cols, axis=1)), torch.from_numpy(cols)
 
 
 def _rows(block: _Block, cand: Candidates, dom: _DomainState, rows: np.ndarray, vals: Tensor,
