@@ -60,7 +60,7 @@ from crossrec.examples import history_slices, run_starts
 from crossrec.schemas import columns as C
 from crossrec.schemas.scoring import RECOMMENDATIONS, SOURCE_MODEL, SOURCE_POPULAR
 from crossrec.screen import (SCREENS, Screen, make_screen, screen_dtype, screen_scores,
-                             screened_top_k, select)
+                             screened_top_k)
 
 _US_PER_DAY = 86_400_000_000.0
 _MODEL_IDX = "_model_idx"  # an item's index in the artifact (null: unknown to the model)
@@ -665,6 +665,17 @@ def largest(scores: Tensor, p: int, group: int = TOPK_GROUP) -> tuple[Tensor, Te
     vals = scores.gather(1, cols).masked_fill_(past_end, float("-inf"))
     top, at = select(vals, p)
     return top, cols.gather(1, at)
+
+
+def select(x: Tensor, p: int) -> tuple[Tensor, Tensor]:
+    """The ``p`` largest of each row of ``x`` [B, n] and their columns, in no particular order.
+    On CPU by numpy's ``argpartition``: ``torch.topk``'s per-row setup made it 2.5x slower on
+    the short rows of the two stages ([104, 625], p 11: 407 vs 160 us; [104, 352]: 246 vs 127)."""
+    if x.device.type != "cpu" or p >= x.shape[1]:
+        return x.topk(p, dim=1)
+    xn = x.numpy()
+    cols = np.argpartition(xn, x.shape[1] - p, axis=1)[:, -p:]
+    return torch.from_numpy(np.take_along_axis(xn, cols, axis=1)), torch.from_numpy(cols)
 
 
 def _rows(block: _Block, cand: Candidates, dom: _DomainState, rows: np.ndarray, vals: Tensor,
