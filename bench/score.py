@@ -26,7 +26,9 @@ process and one SparkSession on ``--master`` (default local[2]):
    blocks plus ``topk``, and the GEMM alone, for B = ``--block-users`` and the job's slice of
    users (the better rate is the peak: a GEMM writing 80 MB of scores is partly a memory test),
    each as ``u @ v.T`` and as ``mm`` by a contiguous ``[D, M]`` into a reused buffer (the better);
-   crossrec's share of that rate is 2·users·items·D / wall over the GEMM's FLOP/s;
+   crossrec's share of that rate is 2·users·items·D / wall over the GEMM's FLOP/s; beside it
+   the rate of the bf16 product crossrec's screen runs (``gemm_bf16_gflops``), and crossrec
+   with the fp32 screen (``crossrec_fp32_screen``: what the bf16 screen bought);
    ``--whole-blocks`` also times crossrec scoring whole blocks, as it did before slices;
 4. ``--scaling``: crossrec's wall time and peak RSS (largest Python worker, and the JVM) per user
    count.
@@ -64,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="users per score slice (default: the job's, cache-sized on CPU)")
     p.add_argument("--whole-blocks", action="store_true",
                    help="also time crossrec scoring whole blocks at once (slice = block)")
+    p.add_argument("--screen", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="crossrec's candidate screen (crossrec.screen); the fp32 one is timed "
+                   "beside it unless it is fp32")
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--repeat", type=int, default=2, help="runs of crossrec and of ALS's recommend")
@@ -175,7 +180,8 @@ def repeated(times: int, run: Any) -> dict:
 
 
 def time_crossrec(spark: Any, events_path: str, items: Any, art: str, a: argparse.Namespace,
-                  slice_users: int | None = None, files: bool = True) -> dict:
+                  slice_users: int | None = None, files: bool = True,
+                  screen: str | None = None) -> dict:
     """Planning and scoring as the score job does them (``files``: its tasks read the events
     files, :func:`crossrec.score.score_event_files`), or ``recommend()`` on the events read
     through Spark (a shuffle and sort by user: the path of other event tables)."""
@@ -188,13 +194,14 @@ def time_crossrec(spark: Any, events_path: str, items: Any, art: str, a: argpars
     def job() -> Any:
         pieces = event_pieces(events_path, a.partitions)
         plan = S.plan_scoring(events, items, art, a.k, block_users=a.block_users,
-                              slice_users=slice_users,
+                              slice_users=slice_users, screen=screen or a.screen,
                               users_per_item=S.piece_popularity(spark, pieces))
         return S.score_event_files(spark, pieces, plan)
 
     def dataframe() -> Any:
         return S.recommend(events, items, art, a.k, block_users=a.block_users,
-                           partitions=a.partitions, slice_users=slice_users)
+                           partitions=a.partitions, slice_users=slice_users,
+                           screen=screen or a.screen)
 
     run = job if files else dataframe
     with PeakRss() as peak:
@@ -221,7 +228,9 @@ def time_als(spark: Any, events_path: str, a: argparse.Namespace) -> dict:
 
 def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict:
     """FLOP/s of [B, D] x [D, M] (fp32), alone and with topk(k), on ``threads`` threads, for B =
-    the block and the job's CPU slice of users: the better of the two is the peak."""
+    the block and the job's CPU slice of users: the better of the two is the peak. Beside it the
+    bf16 product crossrec's screen runs (D padded to even, into a reused buffer; FLOPs counted
+    for D, as everywhere here), for B = the block and the bf16 slice."""
     import torch
 
     from crossrec.score import cpu_slice_users
@@ -229,7 +238,17 @@ def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict
     torch.set_num_threads(threads)
     v = torch.randn(a.items, a.dim)
     vt = v.T.contiguous()  # [D, M], the layout crossrec multiplies by
-    out: dict[str, Any] = {"by_rows": {}}
+    out: dict[str, Any] = {"by_rows": {}, "bf16_by_rows": {}}
+
+    def rate(product: Any, flops: float, with_topk: bool = False) -> float:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            s = product()
+            if with_topk:
+                s.topk(a.k, dim=1)
+            n += 1
+        return round(n * flops / (time.perf_counter() - t0) / 1e9, 1)
+
     for rows in sorted({a.block_users, a.slice_users or cpu_slice_users(a.items)}):
         u, buf = torch.randn(rows, a.dim), torch.empty(rows, a.items)
         # the better of the plain product and the contiguous [D, M] one into a reused buffer
@@ -237,21 +256,22 @@ def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict
         flops, got = 2.0 * rows * a.items * a.dim, {}
         for name, with_topk in (("gemm", False), ("gemm_topk", True)):
             for form, product in forms.items():
-                n, t0 = 0, time.perf_counter()
-                while time.perf_counter() - t0 < seconds / 2:
-                    s = product()
-                    if with_topk:
-                        s.topk(a.k, dim=1)
-                    n += 1
-                rate = n * flops / (time.perf_counter() - t0) / 1e9
-                got[f"{name}_{form}_gflops"] = round(rate, 1)
+                got[f"{name}_{form}_gflops"] = rate(product, flops, with_topk)
             got[f"{name}_gflops"] = max(got[f"{name}_{f}_gflops"] for f in forms)
         out["by_rows"][rows] = got
+    d_even = a.dim + 2 if a.dim % 2 == 0 else a.dim + 1  # with the bias column, even
+    wb = torch.randn(d_even, a.items).to(torch.bfloat16)
+    for rows in sorted({a.block_users, a.slice_users or cpu_slice_users(a.items, 2)}):
+        ub, buf = torch.randn(rows, d_even).to(torch.bfloat16), torch.empty(rows, a.items,
+                                                                            dtype=torch.bfloat16)
+        out["bf16_by_rows"][rows] = rate(lambda: torch.mm(ub, wb, out=buf),
+                                         2.0 * rows * a.items * a.dim)
     for name in ("gemm_gflops", "gemm_topk_gflops"):
         out[name] = max(r[name] for r in out["by_rows"].values())
+    out["gemm_bf16_gflops"] = max(out["bf16_by_rows"].values())
     total = 2.0 * a.users * a.items * a.domains * a.dim
-    out["gemm_seconds_for_all_users"] = round(total / (out["gemm_gflops"] * 1e9), 2)
-    out["gemm_topk_seconds_for_all_users"] = round(total / (out["gemm_topk_gflops"] * 1e9), 2)
+    for name in ("gemm", "gemm_topk", "gemm_bf16"):
+        out[f"{name}_seconds_for_all_users"] = round(total / (out[f"{name}_gflops"] * 1e9), 2)
     return out
 
 
@@ -280,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         result["crossrec"] = time_crossrec(spark, path, items, str(art), a, a.slice_users)
         result["crossrec_through_spark"] = time_crossrec(spark, path, items, str(art), a,
                                                          a.slice_users, files=False)
+        if a.screen != "fp32":  # the same job with the fp32 screen: what bf16 bought
+            result["crossrec_fp32_screen"] = time_crossrec(spark, path, items, str(art), a,
+                                                           a.slice_users, screen="fp32")
         if a.whole_blocks:  # the same job scoring [block_users, M] at once, as before slices
             result["crossrec_whole_blocks"] = time_crossrec(spark, path, items, str(art), a,
                                                             a.block_users)
@@ -292,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             result["crossrec"]["gflops"] / result["peak"]["gemm_topk_gflops"], 3)
         result["crossrec"]["share_of_gemm_rate_first_run"] = round(
             flops / result["crossrec"]["first_seconds"] / 1e9 / result["peak"]["gemm_gflops"], 3)
+        result["crossrec"]["share_of_bf16_gemm_rate"] = round(
+            result["crossrec"]["gflops"] / result["peak"]["gemm_bf16_gflops"], 3)
         if not a.skip_als:
             result["als"] = time_als(spark, path, a)
             result["als_over_crossrec"] = round(result["als"]["seconds"] / result["crossrec"]["seconds"], 2)
