@@ -40,6 +40,7 @@ from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, ITEMS, UNIFIED
 from crossrec.schemas.scoring import RECOMMENDATIONS, RECOMMENDATIONS_DATASET, SOURCE_POPULAR
 from crossrec.schemas.training import MODEL
+from crossrec.screen import SCREENS
 from crossrec.session import get_session
 from crossrec.store import join
 
@@ -75,7 +76,7 @@ def parse_args(argv: list[str] | None) -> ScoreConfig:
                    help="users per score block: one [users, items] matrix at a time (default 1024)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: cuda when the executor has one")
-    p.add_argument("--screen", choices=S.SCREENS, default="auto",
+    p.add_argument("--screen", choices=SCREENS, default="auto",
                    help="precision of the product that picks each user's candidates before they "
                    "are scored exactly; the lists are the same (auto: bf16 on CPUs that have it)")
     p.add_argument("--partitions", type=int, help="scoring tasks, at least (default: shuffle "

@@ -59,7 +59,7 @@ from crossrec.event_files import Piece, read_piece
 from crossrec.examples import history_slices, run_starts
 from crossrec.schemas import columns as C
 from crossrec.schemas.scoring import RECOMMENDATIONS, SOURCE_MODEL, SOURCE_POPULAR
-from crossrec.screen import (SCREENS, Screen, make_screen, screen_dtype, screen_scores,
+from crossrec.screen import (Screen, check_screen, make_screen, screen_dtype, screen_scores,
                              screened_top_k)
 
 _US_PER_DAY = 86_400_000_000.0
@@ -168,8 +168,7 @@ def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
                          f"block_users={block_users}, slice_users={slice_users}")
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: expected auto, cpu or cuda, got {device!r}")
-    if screen not in SCREENS:
-        raise ValueError(f"screen: expected one of {SCREENS}, got {screen!r}")
+    check_screen(screen)
     meta = read_meta(artifact_dir)
     vocab = list(meta["domains"])
     wanted = vocab if domains is None else list(domains)
@@ -547,13 +546,13 @@ def _score_block(table: pa.Table, plan: ScoringPlan, state: _State) -> list[pa.R
             best = []
             dtype = dom.screen.weights.dtype if source == SOURCE_MODEL else torch.float32
             for part in rows.split(score_rows(plan, len(cand.model_idx), state.device, dtype)):
-                mine_ = pairs_of(excl, part)
+                pairs = pairs_of(excl, part)
                 if source == SOURCE_MODEL:
-                    best.append(_model_top_k(users[part, cand.domain_idx], part, mine_, dom,
+                    best.append(_model_top_k(users[part, cand.domain_idx], part, pairs, dom,
                                              block.size, plan.k, state))
                 else:
                     scores = dom.popular.expand(len(part), -1).clone()          # [c, M]
-                    best.append(top_k(exclude(scores, part, mine_, block.size), plan.k))
+                    best.append(top_k(exclude(scores, part, pairs, block.size), plan.k))
             vals, cols = (torch.cat(t) for t in zip(*best))
             out.append(_rows(block, cand, dom, rows.cpu().numpy(), vals, cols, source))
     return out

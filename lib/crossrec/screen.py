@@ -44,7 +44,7 @@ class Screen:
 
     weights: Tensor        # [D', M'] the screen's dtype: rows^T, zero rows to an even D' for
                            # bf16, M' = M rounded up to a multiple of group (extra columns -inf)
-    exact: Tensor          # [M, D] fp32: the rows, re-scored in float64 (held in fp32: half the memory)
+    rows: Tensor           # [M, D] fp32: the items, re-scored from here in float64
     group: int
     vmax: float            # max ||w|| over the finite items
     rmax: float            # max ||w - q(w)||: q rounds to the precision the product uses
@@ -55,7 +55,7 @@ class Screen:
 
     @property
     def items(self) -> int:
-        return self.exact.shape[0]
+        return self.rows.shape[0]
 
     @property
     def n_groups(self) -> int:
@@ -67,7 +67,8 @@ class Screen:
         norm = u.norm(dim=1)
         if self.rounds_inputs:
             ub = users.to(torch.bfloat16).double()
-            bound = (u - ub).norm(dim=1) * self.vmax + ub.norm(dim=1) * (self.rmax + self.gamma * self.bmax)
+            bound = ((u - ub).norm(dim=1) * self.vmax
+                     + ub.norm(dim=1) * (self.rmax + self.gamma * self.bmax))
         else:
             bound = norm * self.gamma * self.vmax
         # a quarter on top for the bound's own rounding; flushed subnormals lose under 2^-126 a term
@@ -81,12 +82,17 @@ def native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def check_screen(choice: str) -> str:
+    """``choice`` if it names a screen, else a ValueError saying which do."""
+    if choice not in SCREENS:
+        raise ValueError(f"screen: expected one of {SCREENS}, got {choice!r}")
+    return choice
+
+
 def screen_dtype(choice: str, device: torch.device) -> torch.dtype:
     """``auto``: bf16 on a CPU with native bf16, fp32 elsewhere (on CUDA cuBLAS may reduce bf16
     products in bf16, outside the bound of :meth:`Screen.user_error`)."""
-    if choice not in SCREENS:
-        raise ValueError(f"screen: expected one of {SCREENS}, got {choice!r}")
-    if choice == "auto":
+    if check_screen(choice) == "auto":
         choice = "bf16" if device.type == "cpu" and native_bf16() else "fp32"
     return torch.bfloat16 if choice == "bf16" else torch.float32
 
@@ -145,7 +151,7 @@ def screened_top_k(approx: Tensor, users: Tensor, screen: Screen, k: int) -> tup
         low = (thr <= 0).nonzero().squeeze(1)  # group_maxima is exact where a value is >= 0
         maxima[low] = approx[low].view(len(low), g, n).amax(dim=1).float()
     row, col = candidates(approx, maxima, thr, n, g)
-    return ragged_top_k(row, col, exact_scores(users, screen.exact, row, col), c, k)
+    return ragged_top_k(row, col, exact_scores(users, screen.rows, row, col), c, k)
 
 
 def candidates(approx: Tensor, maxima: Tensor, thr: Tensor, n: int, g: int) -> tuple[Tensor, Tensor]:
