@@ -195,6 +195,24 @@ def test_piece_popularity_counts_distinct_users_across_files_and_pieces(spark, t
     assert got.to_dict() == {3: 2.0, 7: 2.0, 9: 1.0}
 
 
+def test_per_piece_runs_every_piece_once_in_the_tasks_asked(spark):
+    import pyarrow as pa
+    from pyspark import TaskContext
+
+    from crossrec.event_files import Piece
+
+    def run(piece):
+        yield pa.RecordBatch.from_arrays([pa.array([piece.lo]),
+                                          pa.array([TaskContext.get().partitionId()])],
+                                         names=["lo", "task"])
+
+    pieces = [Piece("f", lo, lo + 1) for lo in range(5)]
+    for tasks, want in ((2, 2), (None, 5)):
+        got = S.per_piece(spark, pieces, run, "lo long, task long", tasks).toArrow()
+        assert sorted(got["lo"].to_pylist()) == list(range(5))
+        assert len(set(got["task"].to_pylist())) == want
+
+
 def test_events_out_of_order_are_the_input_error_naming_file_and_row(spark, tmp_path):
     """Raised in a task, it reaches the driver as itself, not as a worker's traceback."""
     import pyarrow as pa

@@ -209,12 +209,15 @@ def popularity(events: DataFrame) -> pd.Series:
 def piece_popularity(spark: Any, pieces: list[Piece]) -> pd.Series:
     """:func:`popularity` of the events of ``pieces``, counted by the tasks from the files: a
     user is in one piece only, so the pieces' distinct (user, item) pairs add up. Reading every
-    piece first also checks the files' order before any scoring starts."""
+    piece first also checks the files' order before any scoring starts. A piece's count takes
+    ~20 ms (25,000 users) against ~70 ms for a Python task's round trip, so the pieces go in one
+    task per core, not one task each (200,000 users, 10 pieces, 2 cores: 0.73 -> 0.3 s)."""
     if not pieces:
         return pd.Series(dtype=np.float64)
+    tasks = min(len(pieces), spark.sparkContext.defaultParallelism)
     with raised_in_tasks():  # a file out of order: its InputError, not a worker traceback
         got = per_piece(spark, pieces, lambda piece: iter([_users_per_item(piece)]),
-                        f"{C.ITEM_IDX} int, n long").toArrow()
+                        f"{C.ITEM_IDX} int, n long", tasks).toArrow()
     total = np.bincount(got[C.ITEM_IDX].to_numpy(), weights=got["n"].to_numpy())
     seen = np.flatnonzero(total)
     return pd.Series(total[seen], index=seen, dtype=np.float64)
@@ -291,15 +294,16 @@ def score_event_files(spark: Any, pieces: list[Piece], plan: ScoringPlan) -> Dat
                      schema)
 
 
-def per_piece(spark: Any, pieces: list[Piece],
-              run: Callable[[Piece], Iterator[pa.RecordBatch]], schema: Any) -> DataFrame:
-    """``run(piece)``'s batches, one task per piece (``pieces`` not empty)."""
+def per_piece(spark: Any, pieces: list[Piece], run: Callable[[Piece], Iterator[pa.RecordBatch]],
+              schema: Any, tasks: int | None = None) -> DataFrame:
+    """``run(piece)``'s batches, in ``tasks`` tasks (default one per piece; ``pieces`` not empty),
+    each running a consecutive run of the pieces."""
     def per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for i in batch.column(0).to_pylist():
                 yield from run(pieces[i])
 
-    return spark.range(len(pieces), numPartitions=len(pieces)).mapInArrow(per_task, schema)
+    return spark.range(len(pieces), numPartitions=tasks or len(pieces)).mapInArrow(per_task, schema)
 
 
 _FILE_COLUMNS = [C.USER_IDX, C.USER_KEY, C.TS, C.SEQ, C.ITEM_ID, C.DOMAIN, C.VALUE, C.WEIGHT]
