@@ -23,8 +23,8 @@ process and one SparkSession on ``--master`` (default local[2]):
    steady state, which is what ALS's figure is anyway: it follows ALS's own fit, and what the
    GEMM peak below measures); ratios and shares use ``seconds``, with the first-run share beside;
 3. peak: one torch process (as many threads as the master's cores) multiplying ``[B, D] x [D, M]``
-   blocks plus ``topk``, and the GEMM alone, for B = ``--block-users`` and the job's slice of
-   users (the better rate is the peak: a GEMM writing 80 MB of scores is partly a memory test),
+   blocks plus ``topk``, and the GEMM alone, for B = 64 to 512, ``--block-users`` and the job's
+   slice of users (the best rate is the peak: a GEMM writing 80 MB of scores is partly a memory test),
    each as ``u @ v.T`` and as ``mm`` by a contiguous ``[D, M]`` into a reused buffer (the better);
    crossrec's share of that rate is 2·users·items·D / wall over the GEMM's FLOP/s; beside it
    the rate of the bf16 product crossrec's screen runs (``gemm_bf16_gflops``), and crossrec
@@ -228,7 +228,8 @@ def time_als(spark: Any, events_path: str, a: argparse.Namespace) -> dict:
 
 def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict:
     """FLOP/s of [B, D] x [D, M] (fp32), alone and with topk(k), on ``threads`` threads, for B =
-    the block and the job's CPU slice of users: the better of the two is the peak. Beside it the
+    64, 128, 256, 512, the block and the job's CPU slice of users: the best is the peak (so that
+    it does not depend on the slice crossrec picked). Beside it the
     bf16 product crossrec's screen runs (D padded to even, into a reused buffer; FLOPs counted
     for D, as everywhere here), for B = the block and the bf16 slice."""
     import torch
@@ -249,7 +250,7 @@ def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict
             n += 1
         return round(n * flops / (time.perf_counter() - t0) / 1e9, 1)
 
-    for rows in sorted({a.block_users, a.slice_users or cpu_slice_users(a.items)}):
+    for rows in sorted({64, 128, 256, 512, a.block_users, a.slice_users or cpu_slice_users(a.items)}):
         u, buf = torch.randn(rows, a.dim), torch.empty(rows, a.items)
         # the better of the plain product and the contiguous [D, M] one into a reused buffer
         forms = {"matmul": lambda: u @ v.T, "mm_out": lambda: torch.mm(u, vt, out=buf)}
