@@ -195,17 +195,6 @@ def test_piece_popularity_counts_distinct_users_across_files_and_pieces(spark, t
     assert got.to_dict() == {3: 2.0, 7: 2.0, 9: 1.0}
 
 
-def test_cpu_slices_fill_the_score_bytes_in_whole_multiples_of_the_slice_rows():
-    for n_items, itemsize in ((20_000, 2), (20_000, 4), (100_000, 2), (3_000, 2)):
-        rows = S.cpu_slice_users(n_items, itemsize)
-        assert rows % S.SLICE_ROWS == 0
-        assert rows * n_items * itemsize <= S.CPU_SCORE_BYTES
-        assert (rows + S.SLICE_ROWS) * n_items * itemsize > S.CPU_SCORE_BYTES
-    few = S.CPU_SCORE_BYTES // (4 * 10 ** 6)          # under SLICE_ROWS users fit: all of them
-    assert S.cpu_slice_users(10 ** 6) == few and 0 < few < S.SLICE_ROWS
-    assert S.cpu_slice_users(10 ** 9) == 1
-
-
 def test_per_piece_runs_every_piece_once_in_the_tasks_asked(spark):
     import pyarrow as pa
     from pyspark import TaskContext

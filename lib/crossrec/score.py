@@ -70,14 +70,11 @@ _ARROW_OUT = RECOMMENDATIONS.as_arrow_schema()
 # CPU (16 did not), and a group's columns come back as one 128-byte run per candidate group.
 TOPK_GROUP = 32
 # On CPU a block's scores are made and reduced a few users at a time, so that each [c, M] slice
-# stays in cache between the product that writes it and the passes that read it: [1024, 20000]
-# fp32 is 80 MB, and every pass over it went to memory. Smaller slices pay per-call costs and
-# slower products: bf16's runs 4.5 us a user at 209 rows, 3.4 at 512, and rows not a multiple of
-# 64 cost up to 40 % more (342: 4.8). Screen and top-k of 1,024 users (one thread, this Xeon, 480
-# MB of L3) by slice: M 20,000 bf16 17.1 ms at 8 MB against 14.3 at 20 MB, fp32 within 3 % from 8
-# to 20 MB; M 100,000 bf16 90 ms at 41 rows, 65 at 64 (fp32: 121 and 107).
-CPU_SCORE_BYTES = 20 << 20
-SLICE_ROWS = 64
+# stays in cache between the GEMM that writes it and the exclusions and top-k that read it:
+# [1024, 20000] fp32 is 80 MB, and every pass over it went to memory. Smaller slices re-read the
+# [M, D] items more often and pay per-call costs; 8 MB was best or within 15 % of it for M from
+# 3,000 to 100,000 (one thread, D 64: [1024, 20000] in 42 ms against 88 ms whole).
+CPU_SCORE_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -599,10 +596,8 @@ def score_rows(plan: ScoringPlan, n_items: int, device: torch.device,
 
 
 def cpu_slice_users(n_items: int, itemsize: int = 4) -> int:
-    """Users whose scores over ``n_items`` fill :data:`CPU_SCORE_BYTES`, rounded down to a
-    multiple of :data:`SLICE_ROWS` where that many fit (at least 1)."""
-    rows = CPU_SCORE_BYTES // (itemsize * max(1, n_items))
-    return max(1, rows - rows % SLICE_ROWS if rows >= SLICE_ROWS else rows)
+    """Users whose scores over ``n_items`` fill :data:`CPU_SCORE_BYTES` (at least 1)."""
+    return max(1, CPU_SCORE_BYTES // (itemsize * max(1, n_items)))
 
 
 def pairs_of(consumed: tuple[Tensor, Tensor], part: Tensor) -> tuple[Tensor, Tensor]:
