@@ -54,6 +54,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from crossrec.screen import SCREENS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=200_000)
     p.add_argument("--items", type=int, default=20_000, help="items per domain")
@@ -66,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="users per score slice (default: the job's, cache-sized on CPU)")
     p.add_argument("--whole-blocks", action="store_true",
                    help="also time crossrec scoring whole blocks at once (slice = block)")
-    p.add_argument("--screen", default="auto", choices=("auto", "bf16", "fp32"),
+    p.add_argument("--screen", default="auto", choices=SCREENS,
                    help="crossrec's candidate screen (crossrec.screen); the fp32 one is timed "
                    "beside it unless it is fp32")
     p.add_argument("--partitions", type=int, default=8)
