@@ -224,6 +224,15 @@ def _kill(proc: subprocess.Popen) -> None:
             pass
 
 
+def _has_committed_part(version: Path) -> bool:
+    """Whether a table of ``version`` has a part file outside ``_temporary``. Spark's committer
+    deletes ``_temporary`` folders while we walk them: a folder gone mid-walk means look again."""
+    try:
+        return any("_temporary" not in p.parts for p in data_files(version))
+    except FileNotFoundError:
+        return False
+
+
 def _kill_once_partial(proc: subprocess.Popen, lake: Path, published: str, log: Path,
                       found: dict[str, object], timeout: float = 900) -> None:
     """Poll (in a thread) for the run's own ``_v_*`` folder; once a table of it has a committed
@@ -232,8 +241,7 @@ def _kill_once_partial(proc: subprocess.Popen, lake: Path, published: str, log: 
     try:
         while time.monotonic() < deadline:
             for version in date_dir(lake, DATE).glob("_v_*"):
-                if version.name != published and any(
-                        "_temporary" not in p.parts for p in data_files(version)):
+                if version.name != published and _has_committed_part(version):
                     found["dir"] = version
                     return
             if proc.poll() is not None:
@@ -242,6 +250,8 @@ def _kill_once_partial(proc: subprocess.Popen, lake: Path, published: str, log: 
                 return
             time.sleep(0.05)
         found["error"] = f"run B wrote no part file within {timeout}s:\n{_tail(log)}"
+    except Exception as e:  # noqa: BLE001 - the thread's error must reach the test, not stderr
+        found["error"] = f"the killer thread failed: {e!r}"
     finally:
         _kill(proc)
 
