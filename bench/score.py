@@ -232,11 +232,12 @@ def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict
     """FLOP/s of [B, D] x [D, M] (fp32), alone and with topk(k), on ``threads`` threads, for B =
     64, 128, 256, 512, the block and the job's CPU slice of users: the best is the peak (so that
     it does not depend on the slice crossrec picked). Beside it the
-    bf16 product crossrec's screen runs (D padded to even, into a reused buffer; FLOPs counted
+    bf16 product crossrec's screen runs (its own padded matrix, into a reused buffer; FLOPs counted
     for D, as everywhere here), for B = the block and the bf16 slice."""
     import torch
 
     from crossrec.score import cpu_slice_users
+    from crossrec.screen import make_screen
 
     torch.set_num_threads(threads)
     v = torch.randn(a.items, a.dim)
@@ -262,11 +263,12 @@ def gemm_peak(a: argparse.Namespace, threads: int, seconds: float = 5.0) -> dict
                 got[f"{name}_{form}_gflops"] = rate(product, flops, with_topk)
             got[f"{name}_gflops"] = max(got[f"{name}_{f}_gflops"] for f in forms)
         out["by_rows"][rows] = got
-    d_even = a.dim + 2 if a.dim % 2 == 0 else a.dim + 1  # with the bias column, even
-    wb = torch.randn(d_even, a.items).to(torch.bfloat16)
+    # the screen's own matrix (crossrec.screen.make_screen: the bias row, D and M padded as
+    # it pads them), so the peer multiplies exactly what the screen multiplies
+    wb = make_screen(torch.randn(a.items, a.dim + 1), torch.bfloat16).weights
     for rows in sorted({a.block_users, a.slice_users or cpu_slice_users(a.items, 2)}):
-        ub, buf = torch.randn(rows, d_even).to(torch.bfloat16), torch.empty(rows, a.items,
-                                                                            dtype=torch.bfloat16)
+        ub = torch.randn(rows, wb.shape[0]).to(torch.bfloat16)
+        buf = torch.empty(rows, wb.shape[1], dtype=torch.bfloat16)
         out["bf16_by_rows"][rows] = rate(lambda: torch.mm(ub, wb, out=buf),
                                          2.0 * rows * a.items * a.dim)
     for name in ("gemm_gflops", "gemm_topk_gflops"):
