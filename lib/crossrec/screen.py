@@ -147,9 +147,10 @@ def screened_top_k(approx: Tensor, users: Tensor, screen: Screen, k: int) -> tup
     kth = kth_largest(maxima if n >= k else approx.float(), k)
     # above -inf: a user with fewer than k items takes all their finite ones
     thr = threshold(kth, screen.user_error(users), screen.rho).clamp_(min=_LOWEST)   # [c]
-    low = flat_nonzero(thr <= 0)   # group_maxima is exact only where a value is >= 0
-    if approx.dtype == torch.bfloat16 and len(low):
-        maxima[low] = approx[low].view(len(low), g, n).amax(dim=1).float()
+    if approx.dtype == torch.bfloat16:   # its group_maxima is exact only where a value is >= 0
+        low = flat_nonzero(thr <= 0)
+        if len(low):
+            maxima[low] = approx[low].view(len(low), g, n).amax(dim=1).float()
     row, col = candidates(approx, maxima, thr, n, g)
     return ragged_top_k(row, col, exact_scores(users, screen.rows, row, col), c, k)
 
