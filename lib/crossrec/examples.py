@@ -27,6 +27,7 @@ from pyspark.sql.window import Window
 
 from crossrec.schemas import columns as C
 from crossrec.schemas.training import DOMAINS, EXAMPLES, SPLIT_TRAIN, SPLIT_VALID
+from crossrec.worker import freeze_long_lived
 
 _US_PER_DAY = 86_400_000_000.0
 _IS_TARGET = "_is_target"
@@ -80,6 +81,7 @@ def build_examples(events: DataFrame, domains: DataFrame, max_history: int,
                      .sortWithinPartitions(C.USER_IDX, C.TS, C.SEQ))
 
     def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        freeze_long_lived()
         for table in whole_users(batches):
             yield from _examples_of(table, max_history, valid_frac).to_batches()
 

@@ -61,6 +61,7 @@ from crossrec.schemas import columns as C
 from crossrec.schemas.scoring import RECOMMENDATIONS, SOURCE_MODEL, SOURCE_POPULAR
 from crossrec.screen import (Screen, check_screen, make_screen, screen_dtype, screen_scores,
                              screened_top_k)
+from crossrec.worker import freeze_long_lived
 
 _US_PER_DAY = 86_400_000_000.0
 _MODEL_IDX = "_model_idx"  # an item's index in the artifact (null: unknown to the model)
@@ -299,6 +300,7 @@ def per_piece(spark: Any, pieces: list[Piece], run: Callable[[Piece], Iterator[p
     """``run(piece)``'s batches, in ``tasks`` tasks (default one per piece; ``pieces`` not empty),
     each running a consecutive run of the pieces."""
     def per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        freeze_long_lived()
         for batch in batches:
             for i in batch.column(0).to_pylist():
                 yield from run(pieces[i])
@@ -434,6 +436,7 @@ def _load_transfer(plan: ScoringPlan, device: torch.device) -> tuple[Encode, Ite
 def score_batches(batches: Iterator[pa.RecordBatch], plan: ScoringPlan) -> Iterator[pa.RecordBatch]:
     """One partition's rows (``_INPUT``, sorted by user, ts, seq) -> RECOMMENDATIONS batches."""
     _task_threads()
+    freeze_long_lived()
     state = None
     for block in user_blocks(batches, plan.block_users):
         state = state or _state(plan)

@@ -32,6 +32,7 @@ import pyarrow as pa
 from crossrec.errors import ConfigError
 from crossrec.schemas import columns as C
 from crossrec.schemas.training import ITEM_VECTORS
+from crossrec.worker import freeze_long_lived
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -265,6 +266,7 @@ def embed_items(items: "DataFrame", spec: EncoderSpec, batch_size: int,
                .repartitionByRange(partitions, _CHUNK).sortWithinPartitions(C.ITEM_IDX))
 
     def encode_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        freeze_long_lived()
         return encode_batches(batches, spec, batch_size)
 
     return chunked.mapInArrow(encode_partition, ITEM_VECTORS.as_spark_schema())
