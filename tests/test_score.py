@@ -186,6 +186,32 @@ def test_scores_the_lakes_event_files_like_the_reference(spark, case, tmp_path, 
                    {key: v for key, v in case["ref"].items() if key[0] not in (30, 31)})
 
 
+def test_piece_input_finds_each_items_artifact_row_and_domain_by_item_idx(case, tmp_path):
+    """What the joins of ``score_users`` find by ``item_id`` and ``domain``, found by the
+    events' ``item_idx`` in the plan's catalog: null for the item the model never saw."""
+    import pyarrow as pa
+
+    path = str(tmp_path / "events")
+    case["ev"].repartition(2, C.USER_IDX).sortWithinPartitions(C.USER_IDX, C.SEQ).write.parquet(path)
+    plan = S.plan_scoring(case["ev"], case["it"], case["art"], K)
+    got = pa.Table.from_batches([b for p in event_pieces(path, tasks=3, min_rows=1)
+                                 for b in S.piece_input(p, plan)])
+    got = sorted(zip(*(got[c].to_pylist() for c in (C.USER_IDX, C.SEQ, "_model_idx", C.DOMAIN_IDX))))
+    want = sorted((e[C.USER_IDX], e[C.SEQ],
+                   case["ids"].index(e[C.ITEM_ID]) if e[C.ITEM_ID] in case["ids"] else None,
+                   DOMAINS.index(e[C.DOMAIN])) for e in case["events"])
+    assert got == want
+    assert any(w[2] is None for w in want)
+
+
+def test_lookup_is_null_where_unknown_outside_or_null():
+    import pyarrow as pa
+
+    got = S._lookup(np.array([5, -1, 7], np.int32), pa.array([0, 1, 2, 3, -4, None], pa.int32()))
+    assert got.type == pa.int32() and got.to_pylist() == [5, None, 7, None, None, None]
+    assert S._lookup(np.zeros(0, np.int32), pa.array([0], pa.int32())).to_pylist() == [None]
+
+
 def test_piece_popularity_counts_distinct_users_across_files_and_pieces(spark, tmp_path):
     rows = [(0, 0, 7), (0, 1, 7), (0, 2, 3), (1, 0, 7), (2, 0, 3), (2, 1, 3), (3, 0, 9)]
     path = str(tmp_path / "events")

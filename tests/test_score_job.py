@@ -157,7 +157,7 @@ def test_one_domain_and_input_errors(spark, lake_root, capsys, caplog):
 @pytest.mark.parametrize("spoil, message", [
     (lambda t: t.take(list(range(t.num_rows))[::-1]),
      "{name}: row 1: fields 'user_idx', 'seq' not in ascending order"),
-    (lambda t: t.drop_columns([C.DOMAIN]), "{name}: fields ['domain'] missing")])
+    (lambda t: t.drop_columns([C.VALUE]), "{name}: fields ['value'] missing")])
 def test_bad_events_files_exit_2_naming_the_file(spark, tmp_path, capsys, caplog, spoil, message):
     import pyarrow.parquet as pq
 

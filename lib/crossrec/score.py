@@ -48,7 +48,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -105,6 +104,10 @@ class ScoringPlan:
     min_value: float | None = None      # transfer: a person's row is their positives only
     slice_users: int | None = None      # users per score slice; None: see score_rows
     screen: str = "auto"                # the model path's screen precision (crossrec.screen)
+    # by the catalog's item_idx: the item's row in the artifact and its domain's index in the
+    # artifact's vocabulary, -1 where unknown (what the joins of score_users find by name)
+    item_model_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    item_domain_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @property
     def key(self) -> str:
@@ -195,8 +198,22 @@ def plan_scoring(events: DataFrame, items: DataFrame, artifact_dir: str, k: int,
              "unscored_domains": sorted(set(catalog[C.DOMAIN]) - set(vocab)),
              "candidates": {c.domain: len(c.model_idx) for c in cands},
              "max_history": max_history(meta)}
+    model_of, domain_of = by_item_idx(catalog, vocab)
     return ScoringPlan(artifact_dir, max_history(meta), k, block_users, device, tuple(cands), facts,
-                       model_kind(meta), meta.get("min_value"), slice_users, screen)
+                       model_kind(meta), meta.get("min_value"), slice_users, screen, model_of,
+                       domain_of)
+
+
+def by_item_idx(catalog: pd.DataFrame, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """[max item_idx + 1] int32 each: the artifact row (``m``, NaN: unknown) and the index in
+    ``vocab`` of the domain of every catalog item, -1 where unknown or not a catalog item."""
+    idx = catalog[C.ITEM_IDX].to_numpy(np.int64)
+    n = int(idx.max()) + 1 if len(idx) else 0
+    model_of, domain_of = np.full(n, -1, np.int32), np.full(n, -1, np.int32)
+    known = catalog["m"].notna().to_numpy()
+    model_of[idx[known]] = catalog["m"].to_numpy()[known].astype(np.int32)
+    domain_of[idx] = catalog[C.DOMAIN].map({d: i for i, d in enumerate(vocab)}).fillna(-1).to_numpy(np.int32)
+    return model_of, domain_of
 
 
 def popularity(events: DataFrame) -> pd.Series:
@@ -308,20 +325,31 @@ def per_piece(spark: Any, pieces: list[Piece], run: Callable[[Piece], Iterator[p
     return spark.range(len(pieces), numPartitions=tasks or len(pieces)).mapInArrow(per_task, schema)
 
 
-_FILE_COLUMNS = [C.USER_IDX, C.USER_KEY, C.TS, C.SEQ, C.ITEM_ID, C.DOMAIN, C.VALUE, C.WEIGHT]
+_FILE_COLUMNS = [C.USER_IDX, C.USER_KEY, C.TS, C.SEQ, C.ITEM_IDX, C.VALUE, C.WEIGHT]
 
 
 def piece_input(piece: Piece, plan: ScoringPlan) -> Iterator[pa.RecordBatch]:
-    """A piece's events as ``_INPUT`` batches: items and domains looked up in the artifact's
-    vocabularies (null where unknown, as the left joins of :func:`score_users` leave them)."""
-    state = _state(plan)
+    """A piece's events as ``_INPUT`` batches: the artifact row and domain of each event's item
+    looked up by ``item_idx`` in the plan's catalog (null where unknown, as the left joins of
+    :func:`score_users` leave them). In a unified version an event's ``item_idx`` indexes the
+    items table and its domain is its item's (ingest joins it from the catalog), so this finds
+    what those joins find by ``item_id`` and ``domain``, without reading and hashing the two
+    string columns (a 16,700-user piece: 50 -> 18 ms)."""
     for batch in read_piece(piece, _FILE_COLUMNS):
         yield pa.RecordBatch.from_arrays([
             batch[C.USER_IDX], batch[C.USER_KEY],
             batch[C.TS].cast(pa.timestamp("us", tz="UTC")), batch[C.SEQ],
-            pc.index_in(batch[C.ITEM_ID], value_set=state.item_ids),
-            pc.index_in(batch[C.DOMAIN], value_set=state.domain_names),
+            _lookup(plan.item_model_idx, batch[C.ITEM_IDX]),
+            _lookup(plan.item_domain_idx, batch[C.ITEM_IDX]),
             batch[C.VALUE], batch[C.WEIGHT]], names=_INPUT)
+
+
+def _lookup(table: np.ndarray, item_idx: pa.Array) -> pa.Array:
+    """int32 ``table[item_idx]``, null where it holds -1 or ``item_idx`` is outside it or null."""
+    idx = item_idx.fill_null(-1).to_numpy().astype(np.int64)
+    inside = (idx >= 0) & (idx < len(table))
+    got = np.where(inside, table[np.where(inside, idx, 0)] if len(table) else -1, -1)
+    return pa.array(got.astype(np.int32), mask=got < 0)
 
 
 # --- executors ------------------------------------------------------------------------------------------
@@ -344,8 +372,6 @@ class _State:
     domains: list[_DomainState]
     slot_of: np.ndarray      # [N] which scored domain an artifact item is a candidate of, -1 none
     col_of: np.ndarray       # [N] its column there
-    item_ids: pa.Array       # [N] the artifact's item ids (an item's _MODEL_IDX is its place)
-    domain_names: pa.Array   # the artifact's domains (a DOMAIN_IDX is a place here)
     scratch: dict[torch.dtype, Tensor] = field(default_factory=dict)  # flat, per dtype
 
     def scores_out(self, rows: int, cols: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -377,10 +403,7 @@ def _state(plan: ScoringPlan) -> _State:
             domains.append(_DomainState(make_screen(item_matrix(c), dtype),
                                         torch.from_numpy(key_).to(device),
                                         pa.array(c.item_id, pa.string())))
-        meta = read_meta(plan.artifact_dir)
-        _CACHE[key] = _State(encode, device, domains, slot_of, col_of,
-                             pa.array(meta["item_ids"], pa.string()),
-                             pa.array(meta["domains"], pa.string()))
+        _CACHE[key] = _State(encode, device, domains, slot_of, col_of)
     return _CACHE[key]
 
 
