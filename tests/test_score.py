@@ -359,3 +359,12 @@ def test_largest_finds_the_values_of_a_full_topk(m, group):
     assert torch.equal(vals.sort(dim=1, descending=True).values, scores.topk(11, dim=1).values)
     assert torch.equal(scores.gather(1, cols), vals)         # the columns hold those values
     assert all(len(set(row)) == 11 for row in cols.tolist())  # and no column twice
+
+
+@pytest.mark.parametrize("itemsize", [2, 4])
+def test_cpu_slices_are_powers_of_two_near_the_cache_budget(itemsize):
+    for n_items in (1, 7, 3_000, 5_000, 20_000, 40_000, 100_000, 10**9):
+        rows = S.cpu_slice_users(n_items, itemsize)
+        assert rows >= 1 and rows & (rows - 1) == 0, (n_items, rows)
+        ratio = rows * itemsize * n_items / S.CPU_SCORE_BYTES
+        assert rows == 1 or 2 ** -0.5 <= ratio <= 2 ** 0.5, (n_items, rows, ratio)
