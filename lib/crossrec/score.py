@@ -296,6 +296,7 @@ def score_users(events: DataFrame, plan: ScoringPlan, users: DataFrame | None = 
                    .sortWithinPartitions(C.USER_IDX, C.TS, C.SEQ))
 
     def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        freeze_long_lived()
         yield from score_batches(batches, plan)
 
     return sorted_rows.mapInArrow(per_partition, RECOMMENDATIONS.as_spark_schema())
@@ -461,7 +462,6 @@ def _load_transfer(plan: ScoringPlan, device: torch.device) -> tuple[Encode, Ite
 def score_batches(batches: Iterator[pa.RecordBatch], plan: ScoringPlan) -> Iterator[pa.RecordBatch]:
     """One partition's rows (``_INPUT``, sorted by user, ts, seq) -> RECOMMENDATIONS batches."""
     _task_threads()
-    freeze_long_lived()
     state = None
     for block in user_blocks(batches, plan.block_users):
         state = state or _state(plan)
