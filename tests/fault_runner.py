@@ -5,7 +5,7 @@ Test helper, started as a subprocess from the repository root::
     python tests/fault_runner.py [--master 'local[2,2]'] [--conf k=v ...] \\
         [--fail-first-attempt MARKER_DIR] -- --sources S --lake L --run-date D --dev-key
 
-``--fail-first-attempt`` wraps what ``unify.build_events`` and ``unify.build_interactions`` return
+``--fail-first-attempt`` wraps what ``unify.order_events`` and ``unify.build_interactions`` return
 (looked up through the module by ``crossrec.ingest.pipeline``) in an Arrow identity step whose
 every task raises on its first attempt, after passing on its first batch. Each call of the step
 touches ``<MARKER_DIR>/<transform>-s<stage>-p<partition>-a<attempt>.<failed|ok>``
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-PATCHED = ("build_events", "build_interactions")
+PATCHED = ("order_events", "build_interactions")
 
 
 def failing_first_attempt(df: Any, marker_dir: str, label: str) -> Any:

@@ -109,6 +109,20 @@ def test_events_deduplicated_and_ordered_per_user(spark):
     assert sum(map(len, users)) == len(set().union(*users)) == 2  # no user in two partitions
 
 
+def test_events_same_when_persons_are_too_many_to_broadcast(spark, monkeypatch):
+    # Above BROADCAST_ACCOUNTS user_key travels with the shuffle instead of being joined after it
+    events, _ = _events(spark)
+    monkeypatch.setattr(unify, "BROADCAST_ACCOUNTS", 0)
+    ordered = unify.order_events(_good(spark), _persons(spark), _items(spark), 3, 2,
+                                 Observation("large"))
+    assert C.USER_KEY in ordered.columns
+    large = unify.name_events(ordered, _persons(spark), _items(spark))
+    assertDataFrameEqual(large, events)
+    for part in large.rdd.glom().collect():  # still in (user_idx, seq) order per partition
+        keys = [(r[C.USER_IDX], r[C.SEQ]) for r in part]
+        assert keys == sorted(keys)
+
+
 def test_users(spark):
     events, _ = _events(spark)
     users = unify.build_users(events, _persons(spark), PLATFORMS)

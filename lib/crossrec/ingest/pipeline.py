@@ -202,16 +202,18 @@ def _stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
     observed = Observation("events")
     with timed(log, "write_events"):
         # Kept once shuffled: users and interactions aggregate the same user-clustered rows with
-        # no second shuffle. The write fills the cache as it goes (no extra job).
-        events = cache(unify.build_events(good, persons, out[ITEMS.name], facts["accounts"],
-                                          _files(good_events), observed))
+        # no second shuffle. The cache holds indices and short fields only: names are joined on
+        # the way to the write, so the shuffle, the sort and the cache carry half the bytes.
+        ordered = cache(unify.order_events(good, persons, out[ITEMS.name], facts["accounts"],
+                                           _files(good_events), observed))
+        events = unify.name_events(ordered, persons, out[ITEMS.name])
         out[EVENTS.name] = write_table(events, EVENTS, staging.path(EVENTS), laid_out=True)
     all_events.unpersist()  # early: its memory serves the aggregates below
     checked_catalog.unpersist()
     with timed(log, "write_users_interactions"):
-        out[USERS.name] = write_table(unify.build_users(events, persons, platforms), USERS,
+        out[USERS.name] = write_table(unify.build_users(ordered, persons, platforms), USERS,
                                       staging.path(USERS), _files(facts["accounts"]))
-        interactions = unify.build_interactions(events, out[USERS.name], out[ITEMS.name],
+        interactions = unify.build_interactions(ordered, out[USERS.name], out[ITEMS.name],
                                                 platforms)
         out[INTERACTIONS.name] = write_table(interactions, INTERACTIONS,
                                              staging.path(INTERACTIONS), laid_out=True)

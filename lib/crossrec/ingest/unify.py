@@ -21,7 +21,8 @@ from crossrec.ingest.pseudonym import PERSON_NS, pseudonymize
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, USERS
 
-DEDUP_KEY = [C.USER_IDX, C.PLATFORM, C.ACCOUNT, C.ITEM_ID, C.EVENT_TYPE, C.VALUE, C.TS]
+DEDUP_KEY = [C.USER_IDX, C.PLATFORM, C.ACCOUNT, C.ITEM_IDX, C.EVENT_TYPE, C.VALUE, C.TS]
+
 EVENTS_IN = "events_in"  # observed row count before de-duplication
 BROADCAST_ACCOUNTS = 2_000_000  # above this many accounts the persons join shuffles instead
 WEIGHT_SCALE = 1_000_000  # event weights are summed exactly in units of 1e-6
@@ -90,41 +91,77 @@ def build_items(catalog: DataFrame) -> DataFrame:
     return ITEMS.select(catalog.join(dense_index(catalog, C.ITEM_ID, C.ITEM_IDX), C.ITEM_ID))
 
 
-def build_events(events: DataFrame, persons: DataFrame, items: DataFrame, n_accounts: int,
+def _event_order() -> list[Column]:
+    """A user's events in time order; ties by item (``item_idx`` is in ``item_id`` order),
+    platform, type and value, so the order is total and reruns agree."""
+    return [F.col(C.TS), F.col(C.ITEM_IDX), F.col(C.PLATFORM), F.col(C.EVENT_TYPE),
+            F.col(C.VALUE).asc_nulls_first()]
+
+
+def order_events(events: DataFrame, persons: DataFrame, items: DataFrame, n_accounts: int,
                  partitions: int, observed: Observation) -> DataFrame:
-    """The events table: ``partitions`` partitions holding whole users (hashed by ``user_idx``),
-    each sorted by ``(user_idx, seq)``.
+    """Valid events de-duplicated and ordered: ``[user_idx, seq, item_idx, platform, event_type,
+    value, weight, ts]`` in ``partitions`` partitions holding whole users (hashed by
+    ``user_idx``), each sorted by ``(user_idx, seq)``. :func:`name_events` adds the names.
 
     Exact duplicates (same account, item, type, value and time on a platform) are dropped;
     ``seq`` orders each user's history by time (ties by item, platform, type, value, so the
     order is total and reruns agree). ``observed`` gets the row count before de-duplication,
-    gathered by the first action on the result.
+    gathered by the first action on the result. Above ``BROADCAST_ACCOUNTS`` accounts the
+    result also carries ``user_key`` (see :func:`name_events`).
     """
-    persons = F.broadcast(persons) if n_accounts <= BROADCAST_ACCOUNTS else persons
+    large = n_accounts > BROADCAST_ACCOUNTS
+    persons = persons.select(C.PLATFORM, C.ACCOUNT, C.USER_IDX, *([C.USER_KEY] if large else []))
+    # Only indices and short fields cross the shuffle and the sort: the 64-character user_key
+    # and the item's id and domain are joined back after them (name_events). item_idx is dense in
+    # item_id order, so ordering and de-duplicating by it is the same as by item_id.
     # Hash, not range, partitioning: a range exchange first runs a sampling job over its whole
     # input (here the joins), and no reader needs users in file order, only each user in one file.
-    joined = (events.join(persons, [C.PLATFORM, C.ACCOUNT])
+    joined = (events.join(persons if large else F.broadcast(persons), [C.PLATFORM, C.ACCOUNT])
               .join(F.broadcast(items.select(C.ITEM_ID, C.ITEM_IDX)), C.ITEM_ID)
+              .select(C.USER_IDX, *([C.USER_KEY] if large else []), *DEDUP_KEY[1:], C.WEIGHT)
               .repartition(partitions, C.USER_IDX))
     counted = joined.observe(observed, F.count(F.lit(1)).alias(EVENTS_IN))
     # One sort serves both steps: in this order a user's exact duplicates are adjacent, so each
     # is dropped by comparing it with the row before it (dropDuplicates would plan a sort-based
     # aggregate, two more sorts, as its kept columns are strings); seq is then the position.
-    order = [C.TS, C.ITEM_ID, C.PLATFORM, C.EVENT_TYPE, F.col(C.VALUE).asc_nulls_first()]
-    by_user = Window.partitionBy(C.USER_IDX).orderBy(*order, C.ACCOUNT)
+    by_user = Window.partitionBy(C.USER_IDX).orderBy(*_event_order(), C.ACCOUNT)
     # null-safe: value may be null (the first row's lags are all null, and its ts is not)
     repeat = reduce(Column.__and__, [F.lag(c).over(by_user).eqNullSafe(F.col(c))
                                      for c in DEDUP_KEY[1:]])
     unique = counted.withColumn(_REPEAT, repeat).where(~F.col(_REPEAT))
-    out = EVENTS.select(unique.withColumn(C.SEQ, F.row_number().over(by_user) - 1))
+    out = unique.withColumn(C.SEQ, (F.row_number().over(by_user) - 1).cast(T.IntegerType()))
+    kept = [C.USER_IDX, C.SEQ, *([C.USER_KEY] if large else []), C.ITEM_IDX, C.PLATFORM,
+            C.EVENT_TYPE, C.VALUE, C.WEIGHT, C.TS]
     # (user_idx, seq) order is the windows' own order: this sort is satisfied, not run again
-    return out.sortWithinPartitions(C.USER_IDX, *order)
+    return out.select(*kept).sortWithinPartitions(C.USER_IDX, *_event_order())
+
+
+def name_events(ordered: DataFrame, persons: DataFrame, items: DataFrame) -> DataFrame:
+    """The events table from :func:`order_events`' rows, in their partitions and order.
+
+    ``user_key`` (unless ``ordered`` carries it) and the item's id and domain are joined by
+    broadcast, which keeps the streamed rows' partitioning and order: the write needs no sort.
+    """
+    named = ordered.join(F.broadcast(items.select(C.ITEM_IDX, C.ITEM_ID, C.DOMAIN)), C.ITEM_IDX)
+    if C.USER_KEY not in ordered.columns:
+        keys = persons.select(C.USER_IDX, C.USER_KEY).distinct()
+        named = named.join(F.broadcast(keys), C.USER_IDX)
+    return EVENTS.select(named)
+
+
+def build_events(events: DataFrame, persons: DataFrame, items: DataFrame, n_accounts: int,
+                 partitions: int, observed: Observation) -> DataFrame:
+    """The events table: ``partitions`` partitions holding whole users (hashed by ``user_idx``),
+    each sorted by ``(user_idx, seq)``; :func:`order_events` then :func:`name_events`."""
+    ordered = order_events(events, persons, items, n_accounts, partitions, observed)
+    return name_events(ordered, persons, items)
 
 
 def build_users(events: DataFrame, persons: DataFrame, platforms: Sequence[str]) -> DataFrame:
     """One row per person: accounts resolved to them, platforms, event counts and time span.
 
-    ``events`` clustered by ``user_idx`` (as ``build_events`` returns them) aggregate in place;
+    ``events`` clustered by ``user_idx`` (as :func:`order_events` returns them) aggregate in place;
     ``platforms``: every platform name the events may carry.
     """
     per_user = events.groupBy(C.USER_IDX).agg(
@@ -143,7 +180,7 @@ def build_interactions(events: DataFrame, users: DataFrame, items: DataFrame,
                        platforms: Sequence[str]) -> DataFrame:
     """The user-item matrix: one row per (user, item) aggregated over platforms and time.
 
-    ``events`` clustered by ``user_idx`` (as ``build_events`` returns them) aggregate in place;
+    ``events`` clustered by ``user_idx`` (as :func:`order_events` returns them) aggregate in place;
     ``users``/``items`` give each index its key and domain; ``platforms``: every platform name
     the events may carry. Each partition comes out sorted by ``(domain, user_idx, item_idx)``,
     ready for a write partitioned by domain.
