@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 # SQL settings applied at run time unless the user's spark-submit/--conf already set them.
 SQL_DEFAULTS: dict[str, str] = {
@@ -53,3 +54,24 @@ def get_session(app_name: str, master: str | None = None,
         if not user_set.contains(key):
             spark.conf.set(key, value)
     return spark
+
+
+@contextmanager
+def scoped_conf(spark: Any, settings: dict[str, str]) -> Iterator[None]:
+    """Run the block with SQL ``settings`` applied, then put the session's values back.
+
+    A setting the user gave explicitly (spark-submit ``--conf``, the builder) is left as it is,
+    as with ``SQL_DEFAULTS``.
+    """
+    user_set = spark.sparkContext.getConf()
+    saved = {k: spark.conf.get(k, None) for k in settings if not user_set.contains(k)}
+    for key in saved:
+        spark.conf.set(key, settings[key])
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
