@@ -92,15 +92,16 @@ def check_all(parsed: dict[str, Parsed], sources: Sources, run_date: str,
               cache: Callable[[DataFrame], DataFrame] = _persist) -> dict[str, DataFrame]:
     """Every source with its typed columns and first error per row, by source name.
 
-    ``cache`` persists the checked catalog (the caller may release it once the events are built).
+    ``cache`` persists the checked catalog (the caller may release it once the events are built)
+    and links (counted, then read by identity resolution).
     """
     # Cached before the platforms' plans are built, so each platform's broadcast of the valid
     # catalog reads the cache instead of re-running the catalog's parse and duplicate window.
     catalog = cache(validate.check_catalog(parsed[sources.catalog.name].df))
     out = {sources.catalog.name: catalog}
     if sources.links is not None:
-        out[sources.links.name] = validate.check_links(parsed[sources.links.name].df,
-                                                       [p.name for p in sources.platforms])
+        out[sources.links.name] = cache(validate.check_links(parsed[sources.links.name].df,
+                                                             [p.name for p in sources.platforms]))
     good_items = validate.split(catalog)[0].select(C.ITEM_ID, C.DOMAIN)
     for spec in sources.platforms:
         out[spec.name] = validate.check_events(parsed[spec.name].df, spec, sources.quality,
