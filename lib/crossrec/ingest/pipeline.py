@@ -129,8 +129,7 @@ def rejected_rows(checked: dict[str, DataFrame], parsed: dict[str, Parsed], sour
         rejected = quarantine.redact(rejected, spec, parsed[spec.name].header, key, pairs)
         parts.append(quarantine.to_quarantine(rejected, run_id))
     if not parts:  # the declared schema, so the empty table's Parquet schema is as before
-        spark = next(iter(checked.values())).sparkSession
-        return spark.createDataFrame([], QUARANTINE.as_spark_schema())
+        return QUARANTINE.local_frame(next(iter(checked.values())).sparkSession)
     return reduce(DataFrame.unionByName, parts)
 
 
@@ -201,7 +200,7 @@ def _stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
     good_events = sum(read[p] - bad[p] for p in platforms)
     with timed(log, "resolve_identities") as facts:
         links = validate.split(checked["links"])[0] if "links" in checked else \
-            spark.createDataFrame([], LINKS_RAW.as_spark_schema())
+            LINKS_RAW.local_frame(spark)
         ranged = good_events > RANGED_INDEX_EVENTS
         persons = cache(unify.build_persons(good, links, key, ranged))
         facts.update(accounts=persons.count(), ranged_index=ranged)

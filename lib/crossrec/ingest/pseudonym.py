@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, StructField, StructType
@@ -122,4 +123,8 @@ def _pads(df: DataFrame, key: bytes) -> DataFrame:
     opad = bytearray(b ^ 0x5C for b in block)
     schema = StructType([StructField(_IPAD, BinaryType(), False),
                          StructField(_OPAD, BinaryType(), False)])
-    return df.sparkSession.createDataFrame([(ipad, opad)], schema)
+    # From Arrow it is a local relation: no Python worker is started to make one row (a list of
+    # tuples becomes a Python RDD, ~1 s per call here). Its rows are not printed in plans.
+    pads = pa.table({_IPAD: pa.array([bytes(ipad)], pa.binary()),
+                     _OPAD: pa.array([bytes(opad)], pa.binary())})
+    return df.sparkSession.createDataFrame(pads, schema)

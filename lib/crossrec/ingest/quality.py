@@ -142,4 +142,4 @@ def run_checks(p: dict[str, dict], counts: Counts, quality: QualitySpec,
 
 def as_table(spark: SparkSession, run_id: str, results: list[CheckResult]) -> DataFrame:
     rows = [(run_id, r.check, r.passed, r.observed, r.expected, r.detail) for r in results]
-    return spark.createDataFrame(rows, QUALITY.as_spark_schema())
+    return QUALITY.local_frame(spark, rows)
