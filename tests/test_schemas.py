@@ -41,3 +41,15 @@ def test_docs_tables_md_is_current():
 
     path = Path(__file__).resolve().parents[1] / "docs" / "tables.md"
     assert path.read_text() == render(), "run: python -m crossrec.schemas.docs > docs/tables.md"
+
+
+def test_local_frame_has_the_schema_and_rows_without_a_python_rdd(spark):
+    from pyspark.testing import assertSchemaEqual
+
+    table = Table("t", (Field("k", "string"), Field("n", "long", nullable=True),
+                        Field("tags", "array<string>")))
+    df = table.local_frame(spark, [("a", 1, ["x"]), ("b", None, [])])
+    assertSchemaEqual(df.schema, table.as_spark_schema())
+    assert [tuple(r) for r in df.collect()] == [("a", 1, ["x"]), ("b", None, [])]
+    assert table.local_frame(spark).count() == 0
+    assert "LocalTableScan" in df._jdf.queryExecution().executedPlan().toString()
