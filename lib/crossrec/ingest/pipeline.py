@@ -155,10 +155,11 @@ def write_table(df: DataFrame, table: Table, path: str, files: int = 1,
 
 def slim(checked: DataFrame) -> DataFrame:
     """Keep the raw text and file only on rejected rows: the cache stays small, and raw text
-    (for Parquet a JSON rendering) is only ever built for rows that need it."""
+    (for Parquet a JSON rendering) is only ever built for rows that need it. The item's domain
+    has served its check (unknown items) and is dropped: events take it from the items table."""
     bad = F.col(ERR_FIELD).isNotNull()
     return (checked.withColumn(C.RAW, F.when(bad, F.col(C.RAW)))
-            .withColumn(C.SOURCE_FILE, F.when(bad, F.col(C.SOURCE_FILE))))
+            .withColumn(C.SOURCE_FILE, F.when(bad, F.col(C.SOURCE_FILE))).drop(C.DOMAIN))
 
 
 def stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
@@ -184,8 +185,8 @@ def _stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
     checked = check_all(parsed, sources, run_date, cache)
     checked_catalog = checked[sources.catalog.name]
     platforms = [p.name for p in sources.platforms]
-    all_events = cache(reduce(DataFrame.unionByName, [slim(checked[p]) for p in platforms])
-                       .withColumn(C.PLATFORM, F.col(C.SOURCE)))
+    rows = cache(reduce(DataFrame.unionByName, [slim(checked[p]) for p in platforms]))
+    all_events = rows.withColumn(C.PLATFORM, F.col(C.SOURCE))  # after the cache: not kept twice
     status = {name: df for name, df in checked.items() if name not in platforms}
     checked.update({p: all_events.where(F.col(C.SOURCE) == p) for p in platforms})  # reuse cache
     out: dict[str, DataFrame] = {}
@@ -215,7 +216,7 @@ def _stage(spark: SparkSession, sources: Sources, run_date: str, key: bytes,
                                            _files(good_events), observed))
         events = unify.name_events(ordered, persons, out[ITEMS.name])
         out[EVENTS.name] = write_table(events, EVENTS, staging.path(EVENTS), laid_out=True)
-    all_events.unpersist()  # early: its memory serves the aggregates below
+    rows.unpersist()  # early: its memory serves the aggregates below
     checked_catalog.unpersist()
     with timed(log, "write_users_interactions"):
         out[USERS.name] = write_table(unify.build_users(ordered, persons, platforms), USERS,
