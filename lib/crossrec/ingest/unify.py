@@ -22,7 +22,6 @@ from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, USERS
 
 DEDUP_KEY = [C.USER_IDX, C.PLATFORM, C.ACCOUNT, C.ITEM_IDX, C.EVENT_TYPE, C.VALUE, C.TS]
-
 EVENTS_IN = "events_in"  # observed row count before de-duplication
 BROADCAST_ACCOUNTS = 2_000_000  # above this many accounts the persons join shuffles instead
 WEIGHT_SCALE = 1_000_000  # event weights are summed exactly in units of 1e-6
