@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crossrec.errors import InputError
-from crossrec.event_files import event_pieces, parquet_files, read_piece
+from crossrec.event_files import Piece, event_pieces, file_users, parquet_files, read_piece
 from crossrec.schemas import columns as C
 
 
@@ -104,3 +104,24 @@ def test_missing_fields_are_named(tmp_path):
     pq.write_table(pa.table({C.USER_IDX: pa.array([0], pa.int32())}), tmp_path / "part-0.parquet")
     with pytest.raises(InputError, match=r"fields \['seq'\] missing"):
         list(read_piece(event_pieces(str(tmp_path))[0], [C.USER_IDX, C.SEQ]))
+
+
+def _keys_file(path, keys: list[tuple[int, int]]) -> Piece:
+    """A one-file events folder of ``(user_idx, seq)`` rows; its one piece."""
+    table = pa.table({C.USER_IDX: pa.array([u for u, _ in keys], pa.int32()),
+                      C.SEQ: pa.array([s for _, s in keys], pa.int32())})
+    path.parent.mkdir()
+    pq.write_table(table, path)
+    return event_pieces(str(path.parent))[0]
+
+
+def test_file_users_counts_each_users_rows(tmp_path):
+    got = file_users(_keys_file(tmp_path / "events" / "a.parquet", [(2, 0), (2, 1), (5, 0), (9, 0), (9, 1)]))
+    assert got.to_pydict() == {C.USER_IDX: [2, 5, 9], "rows": [2, 1, 2], "error": [None] * 3}
+
+
+@pytest.mark.parametrize("keys, row", [([(2, 0), (1, 0)], 1), ([(2, 0), (2, 1), (2, 1)], 2)])
+def test_file_users_names_the_first_row_out_of_order(tmp_path, keys, row):
+    got = file_users(_keys_file(tmp_path / "events" / "b.parquet", keys)).to_pydict()
+    assert got[C.USER_IDX] == [None] and got["rows"] == [None]
+    assert "b.parquet" in got["error"][0] and f"row {row}:" in got["error"][0]

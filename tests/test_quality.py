@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from crossrec.config import QualitySpec
@@ -62,3 +64,46 @@ def test_duplicate_key_and_orphan_index_and_lost_events(spark):
                                                   "referential:events.user_idx"]
     sparse = [(0, "k0", 1, ["web"], 1, T, T), (2, "k2", 1, ["web"], 1, T, T)]
     assert _failed(spark, user_rows=sparse) == ["dense_index:users.user_idx"]
+
+
+def _laid_out(spark, tmp_path, files: list[list[tuple[int, int]]]):
+    """The events check and key check, and the events profile, of ``(user_idx, seq)`` rows
+    written one file per list, in the given order."""
+    path = tmp_path / "events"
+    path.mkdir()
+    for i, keys in enumerate(files):
+        rows = [{**dict(zip(EVENTS.columns, _tables(spark)[EVENTS.name].first())),
+                 "user_idx": u, "seq": s} for u, s in keys]
+        pq.write_table(pa.Table.from_pylist(rows, schema=EVENTS.as_arrow_schema()),
+                       path / f"part-{i}.parquet")
+    tables = {**_tables(spark), EVENTS.name: spark.read.schema(EVENTS.as_spark_schema())
+              .parquet(str(path))}
+    p = quality.profiles(tables, ["comedy", "drama"], str(path))
+    results = {r.check: r for r in quality.run_checks(p, COUNTS, QualitySpec(), ["comedy"])}
+    return results["layout:events"], results["unique_key:events"], p[EVENTS.name]
+
+
+def test_events_key_proven_by_the_files_layout(spark, tmp_path):
+    layout, unique, p = _laid_out(spark, tmp_path, [[(0, 0), (0, 1), (3, 0)], [(1, 0), (2, 0)]])
+    assert layout.passed and unique.passed
+    assert p["layout:pairs"] == p["layout:users"] == 4 and p["keys"] == p["rows"] == 5
+
+
+def test_a_user_in_two_files_fails_the_layout_and_the_key_is_counted(spark, tmp_path):
+    layout, unique, p = _laid_out(spark, tmp_path, [[(0, 0), (1, 0)], [(1, 1)]])
+    assert not layout.passed and layout.observed == 1 and "more than one file" in layout.detail
+    assert unique.passed and p["keys"] == 3   # counted by Spark: still unique
+
+
+@pytest.mark.parametrize("keys", [[(1, 0), (0, 0)], [(0, 0), (0, 0)]])
+def test_rows_out_of_order_fail_the_layout_and_duplicates_the_key(spark, tmp_path, keys):
+    layout, unique, _ = _laid_out(spark, tmp_path, [keys])
+    assert not layout.passed and "part-0.parquet" in layout.detail and "row 1" in layout.detail
+    assert unique.passed == (keys[0] != keys[1])
+
+
+def test_layout_not_checked_without_the_files(spark):
+    p = quality.profiles(_tables(spark), ["comedy", "drama"])
+    check = quality.run_checks(p, COUNTS, QualitySpec(), ["comedy"])
+    layout = next(r for r in check if r.check == "layout:events")
+    assert layout.passed and "not checked" in layout.detail and p[EVENTS.name]["keys"] == 2

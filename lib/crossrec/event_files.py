@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -31,8 +31,11 @@ import pyarrow.parquet as pq
 from crossrec.errors import InputError
 from crossrec.schemas import columns as C
 from crossrec.store import arrow_filesystem as filesystem
+from crossrec.worker import freeze_long_lived
 
 BATCH_ROWS = 65_536
+# file_users' rows: a file's distinct users with their row counts, or one row naming its error
+LAYOUT_SCHEMA = pa.schema([(C.USER_IDX, pa.int32()), ("rows", pa.int64()), ("error", pa.string())])
 # A piece decodes its file from the start up to its users (one row group, as Spark writes
 # them), so a file is not cut finer than this many rows a piece: with the cluster default of
 # 200 shuffle partitions and four 500,000-row files, 50 pieces a file would decode it 50 times.
@@ -144,3 +147,37 @@ def _check_order(user: np.ndarray, seq: np.ndarray, last: tuple[int, int] | None
                          "order; the lake's events files hold whole users sorted by them (score "
                          "other event tables with crossrec.score.recommend)")
     return int(user[-1]), int(seq[-1])
+
+
+def per_piece(spark: Any, pieces: list[Piece], run: Callable[[Piece], Iterator[pa.RecordBatch]],
+              schema: Any, tasks: int | None = None) -> Any:
+    """A DataFrame of ``run(piece)``'s batches, in ``tasks`` Spark tasks (default one per piece;
+    ``pieces`` not empty), each running a consecutive run of the pieces."""
+    def per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        freeze_long_lived()
+        for batch in batches:
+            for i in batch.column(0).to_pylist():
+                yield from run(pieces[i])
+
+    return spark.range(len(pieces), numPartitions=tasks or len(pieces)).mapInArrow(per_task, schema)
+
+
+def file_users(piece: Piece) -> pa.RecordBatch:
+    """The piece's distinct users in file order with their row counts (``LAYOUT_SCHEMA``), after
+    checking ``(user_idx, seq)`` order; a file out of order gives one row with the error instead.
+
+    Over every file of a table (one piece each): the rows are in order and no user is in two
+    files exactly when every file's users are distinct from all others', which also proves the
+    key ``(user_idx, seq)`` unique without hashing every key.
+    """
+    try:
+        parts = [b[C.USER_IDX].to_numpy(zero_copy_only=False)
+                 for b in read_piece(piece, [C.USER_IDX, C.SEQ])]
+    except InputError as e:
+        return pa.RecordBatch.from_pylist([{"error": str(e)}], schema=LAYOUT_SCHEMA)
+    user = np.concatenate(parts) if parts else np.empty(0, np.int32)
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])[:len(user)]  # users' first rows
+    rows = np.diff(np.r_[starts, len(user)])
+    return pa.RecordBatch.from_arrays(
+        [pa.array(user[starts], pa.int32()), pa.array(rows, pa.int64()),
+         pa.nulls(len(starts), pa.string())], schema=LAYOUT_SCHEMA)

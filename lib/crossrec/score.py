@@ -55,7 +55,7 @@ from pyspark.sql import functions as F
 from torch import Tensor
 
 from crossrec.errors import InputError, raised_in_tasks
-from crossrec.event_files import Piece, read_piece
+from crossrec.event_files import Piece, per_piece, read_piece
 from crossrec.examples import history_slices, run_starts
 from crossrec.schemas import columns as C
 from crossrec.schemas.scoring import RECOMMENDATIONS, SOURCE_MODEL, SOURCE_POPULAR
@@ -313,19 +313,6 @@ def score_event_files(spark: Any, pieces: list[Piece], plan: ScoringPlan) -> Dat
         return spark.createDataFrame([], schema)
     return per_piece(spark, pieces, lambda piece: score_batches(piece_input(piece, plan), plan),
                      schema)
-
-
-def per_piece(spark: Any, pieces: list[Piece], run: Callable[[Piece], Iterator[pa.RecordBatch]],
-              schema: Any, tasks: int | None = None) -> DataFrame:
-    """``run(piece)``'s batches, in ``tasks`` tasks (default one per piece; ``pieces`` not empty),
-    each running a consecutive run of the pieces."""
-    def per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        freeze_long_lived()
-        for batch in batches:
-            for i in batch.column(0).to_pylist():
-                yield from run(pieces[i])
-
-    return spark.range(len(pieces), numPartitions=tasks or len(pieces)).mapInArrow(per_task, schema)
 
 
 _FILE_COLUMNS = [C.USER_IDX, C.USER_KEY, C.TS, C.SEQ, C.ITEM_IDX, C.VALUE, C.WEIGHT]

@@ -249,7 +249,7 @@ def gate(spark: SparkSession, lake: Lake, staging: Staging, tables: dict[str, Da
     Returns the row count of every staged table.
     """
     domains = sorted(r[0] for r in tables[ITEMS.name].select(C.DOMAIN).distinct().collect())
-    profiles = quality.profiles(tables, domains)
+    profiles = quality.profiles(tables, domains, staging.path(EVENTS))
     results = quality.run_checks(profiles, counts, sources.quality, domains)
     write_table(quality.as_table(spark, run_id, results), QUALITY, staging.path(QUALITY))
     failed = [r for r in results if not r.passed]
