@@ -2,7 +2,8 @@
 
 One aggregation pass per table gathers everything the checks need. Referential integrity needs
 no join: parent indices are checked to be unique and dense (exactly 0..n-1), so a child's index
-refers to an existing parent exactly when it lies in [0, n).
+refers to an existing parent exactly when it lies in [0, n). The events files are also read by
+one pyarrow task each, for the layout scoring relies on, which proves the events key unique.
 """
 from __future__ import annotations
 
