@@ -25,7 +25,6 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
@@ -33,7 +32,7 @@ import crossrec
 from crossrec import score as S
 from crossrec.cli import exit_status, job_parser, parse, setup_logging
 from crossrec.errors import InputError, raised_in_tasks
-from crossrec.event_files import Piece, event_pieces
+from crossrec.event_files import UNREADABLE, Piece, event_pieces
 from crossrec.lake import Lake, Manifest, check_run_date, run_date_arg
 from crossrec.logs import event, timed
 from crossrec.schemas import columns as C
@@ -135,7 +134,7 @@ def readable_pieces(events_url: str, partitions: int) -> list[Piece] | None:
     and sort by user)."""
     try:
         return event_pieces(events_url, partitions)
-    except (OSError, pa.ArrowInvalid) as e:  # e.g. hdfs:// without libhdfs, s3a:// credentials
+    except UNREADABLE as e:
         event(log, "events_read_by_spark", path=events_url, reason=str(e).splitlines()[0])
         return None
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from crossrec.config import QualitySpec
-from crossrec.event_files import LAYOUT_SCHEMA, event_pieces, file_users, per_piece
+from crossrec.event_files import (LAYOUT_SCHEMA, UNREADABLE, event_pieces, file_users,
+                                  per_piece)
 from crossrec.schemas import columns as C
 from crossrec.schemas.lake import EVENTS, INTERACTIONS, ITEMS, QUALITY, QUARANTINE, USERS
 from crossrec.schemas.table import Table
@@ -73,7 +73,7 @@ def events_layout(spark: SparkSession, url: str) -> dict | None:
     """
     try:
         pieces = event_pieces(url)  # one piece per non-empty file
-    except (OSError, pa.ArrowInvalid):
+    except UNREADABLE:
         return None
     if not pieces:
         return {"layout:pairs": 0, "layout:users": 0, "layout:rows": 0, "layout:error": None}
