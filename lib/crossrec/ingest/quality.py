@@ -88,7 +88,8 @@ def events_layout(spark: SparkSession, url: str) -> dict | None:
 def _laid_out(p: dict) -> bool:
     """Every events file in (user_idx, seq) order, no user in two files, all rows seen: then
     the key is unique, and ``keys`` need not be counted."""
-    return (p.get("layout:error", "") is None and p["layout:pairs"] == p["layout:users"]
+    checked = "layout:error" in p  # absent where pyarrow could not open the files
+    return (checked and p["layout:error"] is None and p["layout:pairs"] == p["layout:users"]
             and p["layout:rows"] == p["rows"])
 
 
