@@ -86,7 +86,8 @@ def _items(spark):
 def _events(spark):
     items = _items(spark)
     observed = Observation("t")
-    events = unify.build_events(_good(spark), _persons(spark), items, 3, 2, observed)
+    ordered = unify.order_events(_good(spark), _persons(spark), items, 3, 2, observed)
+    events = unify.name_events(ordered, _persons(spark), items)
     return events.localCheckpoint(), observed
 
 

@@ -149,14 +149,6 @@ def name_events(ordered: DataFrame, persons: DataFrame, items: DataFrame) -> Dat
     return EVENTS.select(named)
 
 
-def build_events(events: DataFrame, persons: DataFrame, items: DataFrame, n_accounts: int,
-                 partitions: int, observed: Observation) -> DataFrame:
-    """The events table: ``partitions`` partitions holding whole users (hashed by ``user_idx``),
-    each sorted by ``(user_idx, seq)``; :func:`order_events` then :func:`name_events`."""
-    ordered = order_events(events, persons, items, n_accounts, partitions, observed)
-    return name_events(ordered, persons, items)
-
-
 def build_users(events: DataFrame, persons: DataFrame, platforms: Sequence[str]) -> DataFrame:
     """One row per person: accounts resolved to them, platforms, event counts and time span.
 
