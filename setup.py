@@ -14,6 +14,7 @@ setup(
         "pyarrow>=18",
         "pandas>=2.2,<3",  # PySpark 4.3 does not fully support pandas 3
         "numpy>=1.26",
+        "scipy>=1.11",
         "torch>=2.1",
         "safetensors>=0.4",
         "tqdm>=4",

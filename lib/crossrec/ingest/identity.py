@@ -9,11 +9,20 @@ Edges are kept as directed pairs ``(src, dst)`` with ``src > dst``. The fixed po
 (large-star, then small-star) is a star forest: every node points at the smallest node of its
 component, which becomes the component's label, so results are deterministic. A round costs two
 shuffles and one Spark action (the checkpoint, which also carries the stop test).
+
+A link graph of at most ``LOCAL_EDGES`` edges is solved on the driver instead: its edges are
+collected through Arrow and labelled by a linear-time components pass (scipy), with the same
+labels (the smallest node by UTF-8 bytes, which is how Spark, Arrow and Python all order strings).
+Every round of the distributed algorithm is a Spark job with shuffles: the bench's 312k links took
+3.0 s of rounds against 1.4 s to collect and solve them (warm, local[2]).
 """
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 
@@ -32,6 +41,9 @@ _MIN = "min_neighbour"
 _NOT_STAR = "not_star"
 _PAIR = "pair"
 _SEP = ":"
+# Up to this many edges the components are found on the driver (see the module docstring): 2M
+# edges of 12-character node names took 6 s there and grew its memory by 0.4 GB at the peak.
+LOCAL_EDGES = 2_000_000
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +52,8 @@ class NotConvergedError(CrossrecError):
     """Connected components did not reach a fixed point within ``max_iterations`` rounds."""
 
 
-def connected_components(edges: DataFrame, src: str, dst: str,
-                         max_iterations: int = 100) -> DataFrame:
+def connected_components(edges: DataFrame, src: str, dst: str, max_iterations: int = 100,
+                         local_edges: int = LOCAL_EDGES) -> DataFrame:
     """Label every node with the smallest node of its connected component.
 
     ``edges``: ``[E]`` rows with node columns ``src`` and ``dst`` (cast to string). Edges are
@@ -51,16 +63,18 @@ def connected_components(edges: DataFrame, src: str, dst: str,
 
     Example: edges ``(b, a), (c, b), (x, y)`` -> ``(a, a), (b, a), (c, a), (x, x), (y, x)``.
     Raises ``NotConvergedError`` if a round still changes the graph after ``max_iterations``.
+    Graphs of at most ``local_edges`` edges are solved on the driver (0: never).
     """
     pairs = edges.select(F.col(src).cast("string").alias(_SRC),
                          F.col(dst).cast("string").alias(_DST)).dropna()
-    labels = _labels(pairs, max_iterations)
+    labels = _labels(pairs, max_iterations, local_edges)
     loops = pairs.where(F.col(_SRC) == F.col(_DST)).select(F.col(_SRC).alias(NODE)).distinct()
     alone = loops.join(labels, NODE, "left_anti").withColumn(COMPONENT, F.col(NODE))
     return labels.unionByName(alone)
 
 
-def resolve_accounts(accounts: DataFrame, links: DataFrame) -> DataFrame:
+def resolve_accounts(accounts: DataFrame, links: DataFrame,
+                     local_edges: int = LOCAL_EDGES) -> DataFrame:
     """One person per set of linked accounts.
 
     ``accounts``: rows with ``C.PLATFORM, C.ACCOUNT`` (may repeat; other columns ignored).
@@ -72,13 +86,14 @@ def resolve_accounts(accounts: DataFrame, links: DataFrame) -> DataFrame:
 
     Example: accounts ``(web, 1), (tv, 9)``, links ``(web, 1)-(app, 5)``, ``(app, 5)-(tv, 9)``
     -> ``(web, 1, "app:5"), (tv, 9, "app:5")``.
-    ``PERSON`` contains raw ids: pseudonymise it before it is written anywhere.
+    ``PERSON`` contains raw ids: pseudonymise it before it is written anywhere. Up to
+    ``local_edges`` links are resolved on the driver (0: never).
     """
     nodes = accounts.select(C.PLATFORM, C.ACCOUNT).distinct() \
         .withColumn(NODE, _node(C.PLATFORM, C.ACCOUNT))
     pairs = links.select(_node(C.PLATFORM_A, C.ACCOUNT_A).alias(_SRC),
                          _node(C.PLATFORM_B, C.ACCOUNT_B).alias(_DST)).dropna()
-    return (nodes.join(_labels(pairs, max_iterations=100), NODE, "left")
+    return (nodes.join(_labels(pairs, 100, local_edges), NODE, "left")
             .select(C.PLATFORM, C.ACCOUNT,
                     F.coalesce(F.col(COMPONENT), F.col(NODE)).alias(PERSON)))
 
@@ -88,8 +103,16 @@ def _node(platform: str, account: str) -> Column:
     return F.concat(F.col(platform).cast("string"), F.lit(_SEP), F.col(account).cast("string"))
 
 
-def _labels(pairs: DataFrame, max_iterations: int) -> DataFrame:
+def _labels(pairs: DataFrame, max_iterations: int, local_edges: int) -> DataFrame:
     """``[E] (src, dst)`` non-null -> ``(node, component)`` for every node with a non-loop edge."""
+    if local_edges > 0:
+        # one job: the edges if there are few enough, else a sign to go distributed
+        got = pairs.limit(local_edges + 1).toArrow()
+        if got.num_rows <= local_edges:
+            schema = f"{NODE} string, {COMPONENT} string"
+            labels = pairs.sparkSession.createDataFrame(local_labels(got[_SRC], got[_DST]), schema)
+            # checkpointed, so no plan built on it carries the rows as a local relation
+            return _truncate(labels)
     oriented = pairs.select(F.greatest(_SRC, _DST).alias(_SRC), F.least(_SRC, _DST).alias(_DST)) \
         .where(F.col(_SRC) != F.col(_DST))
     stars = _converge(oriented, max_iterations)
@@ -98,6 +121,28 @@ def _labels(pairs: DataFrame, max_iterations: int) -> DataFrame:
     # the minimum is unique per node (edges are distinct): no shuffle needed to pick one.
     return (stars.where(F.col(_DST) == F.col(_MIN))
             .select(F.col(_SRC).alias(NODE), F.least(_SRC, _MIN).alias(COMPONENT)))
+
+
+def local_labels(src: pa.ChunkedArray, dst: pa.ChunkedArray) -> pa.Table:
+    """``[E]`` string edges (non-null) -> ``(node, component)`` for every node with a non-loop
+    edge, the component labelled by its smallest node, as :func:`_labels` labels it.
+
+    Nodes are numbered in sorted order, so a component's smallest node is its smallest number.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as components
+
+    loop = pc.equal(src, dst)
+    src, dst = src.filter(pc.invert(loop)), dst.filter(pc.invert(loop))
+    nodes = pc.unique(pa.chunked_array(src.chunks + dst.chunks, src.type))
+    nodes = nodes.take(pc.sort_indices(nodes))   # Arrow orders strings by their UTF-8 bytes
+    a = pc.index_in(src, value_set=nodes).to_numpy()
+    b = pc.index_in(dst, value_set=nodes).to_numpy()
+    n = len(nodes)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, label = components(graph, directed=False)
+    _, first = np.unique(label, return_index=True)   # per component, its smallest node number
+    return pa.table({NODE: nodes, COMPONENT: nodes.take(first[label])})
 
 
 def _converge(edges: DataFrame, max_iterations: int) -> DataFrame:
