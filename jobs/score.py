@@ -25,13 +25,14 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 import crossrec
 from crossrec import score as S
 from crossrec.cli import exit_status, job_parser, parse, setup_logging
-from crossrec.errors import InputError, raised_in_tasks
+from crossrec.errors import InputError, LakeUnreadable, raised_in_tasks
 from crossrec.event_files import UNREADABLE, Piece, event_pieces
 from crossrec.lake import Lake, Manifest, check_run_date, run_date_arg
 from crossrec.logs import event, timed
@@ -139,6 +140,17 @@ def readable_pieces(events_url: str, partitions: int) -> list[Piece] | None:
         return None
 
 
+def tasks_popularity(spark: Any, pieces: list[Piece], events_url: str) -> pd.Series | None:
+    """:func:`crossrec.score.piece_popularity`, which has every task open its files before any
+    scoring starts; None where an executor cannot (the driver could): Spark reads them then."""
+    try:
+        with raised_in_tasks(LakeUnreadable):
+            return S.piece_popularity(spark, pieces)
+    except LakeUnreadable as e:
+        event(log, "events_read_by_spark", path=events_url, reason=f"an executor: {e}")
+        return None
+
+
 def run(spark: Any, cfg: ScoreConfig) -> Manifest:
     """Score and publish; raises InputError without unified data or a model."""
     lake = Lake.open(cfg.lake, spark)
@@ -152,10 +164,12 @@ def run(spark: Any, cfg: ScoreConfig) -> Manifest:
               version=published.version, reason="unified version, model and parameters unchanged")
         return published
     events, items = lake.read(spark, EVENTS, cfg.run_date), lake.read(spark, ITEMS, cfg.run_date)
-    pieces = readable_pieces(lake.path(EVENTS, cfg.run_date), partitions)
-    read_by = "spark" if pieces is None else "tasks"
-    with timed(log, "plan", events_read_by=read_by) as facts:
-        per_item = None if pieces is None else S.piece_popularity(spark, pieces)
+    events_url = lake.path(EVENTS, cfg.run_date)
+    pieces = readable_pieces(events_url, partitions)
+    with timed(log, "plan") as facts:
+        per_item = None if pieces is None else tasks_popularity(spark, pieces, events_url)
+        pieces = None if per_item is None else pieces
+        read_by = facts["events_read_by"] = "spark" if pieces is None else "tasks"
         plan = S.plan_scoring(events, items, folder, cfg.k, list(cfg.domains) if cfg.domains else None,
                               block_users=cfg.block_users, device=cfg.device,
                               screen=cfg.screen, users_per_item=per_item)

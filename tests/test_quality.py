@@ -1,6 +1,7 @@
 """The gate passes consistent tables and catches each planted fault."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pyarrow as pa
@@ -100,6 +101,17 @@ def test_rows_out_of_order_fail_the_layout_and_duplicates_the_key(spark, tmp_pat
     layout, unique, _ = _laid_out(spark, tmp_path, [keys])
     assert not layout.passed and "part-0.parquet" in layout.detail and "row 1" in layout.detail
     assert unique.passed == (keys[0] != keys[1])
+
+
+def test_layout_not_checked_where_an_executor_cannot_open_the_files(spark, tmp_path, monkeypatch):
+    listed = quality.event_pieces
+    # the driver lists the files, then the tasks find none at their paths, as an executor
+    # without libhdfs or the object store's credentials would fail to open them
+    monkeypatch.setattr(quality, "event_pieces", lambda url: [
+        dataclasses.replace(piece, path=piece.path + ".elsewhere") for piece in listed(url)])
+    layout, unique, p = _laid_out(spark, tmp_path, [[(0, 0), (1, 0)], [(1, 1)]])
+    assert layout.passed and "not checked" in layout.detail and "executor" in layout.detail
+    assert unique.passed and p["keys"] == p["rows"] == 3   # counted by Spark instead
 
 
 def test_layout_not_checked_without_the_files(spark):

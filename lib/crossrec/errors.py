@@ -26,15 +26,21 @@ class PublishError(CrossrecError):
     """A staged version could not be published: nothing was (the previous publication stands)."""
 
 
+class LakeUnreadable(CrossrecError):
+    """pyarrow cannot open the lake's files from a process (hdfs:// without libhdfs, s3a://
+    without credentials there): the readers that can leave the files to Spark."""
+
+
 @contextmanager
-def raised_in_tasks() -> Iterator[None]:
-    """An :class:`InputError` a Spark task raised, raised again on the driver as itself: it
-    arrives wrapped in a ``PythonException`` whose text is the worker's whole traceback, which
-    the jobs would print (exit 1) instead of the error's one line (exit 2)."""
+def raised_in_tasks(kind: type[CrossrecError] = InputError) -> Iterator[None]:
+    """A ``kind`` error a Spark task raised, raised again on the driver as itself: it arrives
+    wrapped in a ``PythonException`` whose text is the worker's whole traceback, which the jobs
+    would print (exit 1) instead of the error's one line (exit 2), and which callers could not
+    catch by its type."""
     try:
         yield
     except Exception as e:
-        found = re.findall(r"crossrec\.errors\.InputError: (.+)", str(e))
+        found = re.findall(rf"crossrec\.errors\.{kind.__name__}: (.+)", str(e))
         if type(e).__name__ != "PythonException" or not found:
             raise
-        raise InputError(found[-1]) from e
+        raise kind(found[-1]) from e

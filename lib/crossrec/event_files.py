@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from crossrec.errors import InputError
+from crossrec.errors import InputError, LakeUnreadable
 from crossrec.schemas import columns as C
 from crossrec.store import arrow_filesystem as filesystem
 from crossrec.worker import freeze_long_lived
@@ -155,12 +155,18 @@ def _check_order(user: np.ndarray, seq: np.ndarray, last: tuple[int, int] | None
 def per_piece(spark: Any, pieces: list[Piece], run: Callable[[Piece], Iterator[pa.RecordBatch]],
               schema: Any, tasks: int | None = None) -> Any:
     """A DataFrame of ``run(piece)``'s batches, in ``tasks`` Spark tasks (default one per piece;
-    ``pieces`` not empty), each running a consecutive run of the pieces."""
+    ``pieces`` not empty), each running a consecutive run of the pieces. A task that cannot
+    open its file (``UNREADABLE``) fails with :class:`LakeUnreadable`: the driver could, an
+    executor cannot, and the caller may leave the files to Spark (``raised_in_tasks``)."""
     def per_task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         freeze_long_lived()
         for batch in batches:
             for i in batch.column(0).to_pylist():
-                yield from run(pieces[i])
+                try:
+                    yield from run(pieces[i])
+                except UNREADABLE as e:
+                    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    raise LakeUnreadable(f"{pieces[i].path}: {first}") from e
 
     return spark.range(len(pieces), numPartitions=tasks or len(pieces)).mapInArrow(per_task, schema)
 

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from crossrec.config import QualitySpec
+from crossrec.errors import LakeUnreadable, raised_in_tasks
 from crossrec.event_files import (LAYOUT_SCHEMA, UNREADABLE, event_pieces, file_users,
                                   per_piece)
 from crossrec.schemas import columns as C
@@ -69,7 +70,8 @@ def _distinct_keys(table: Table) -> Column:
 def events_layout(spark: SparkSession, url: str) -> dict | None:
     """The events files' layout, read by tasks with pyarrow (:func:`file_users`): users found in
     some file (``layout:pairs``), distinct users (``layout:users``), rows and the first order
-    error. None where pyarrow cannot open the files here (as scoring then, Spark does without).
+    error. None where pyarrow cannot open the files, here or on an executor (as scoring then,
+    Spark does without).
     """
     try:
         pieces = event_pieces(url)  # one piece per non-empty file
@@ -79,10 +81,14 @@ def events_layout(spark: SparkSession, url: str) -> dict | None:
         return {"layout:pairs": 0, "layout:users": 0, "layout:rows": 0, "layout:error": None}
     users = per_piece(spark, pieces, lambda piece: iter([file_users(piece)]),
                       from_arrow_schema(LAYOUT_SCHEMA))
-    return users.agg(F.count(C.USER_IDX).alias("layout:pairs"),
-                     F.count_distinct(C.USER_IDX).alias("layout:users"),
-                     F.coalesce(F.sum("rows"), F.lit(0)).alias("layout:rows"),
-                     F.min("error").alias("layout:error")).first().asDict()
+    try:
+        with raised_in_tasks(LakeUnreadable):
+            return users.agg(F.count(C.USER_IDX).alias("layout:pairs"),
+                             F.count_distinct(C.USER_IDX).alias("layout:users"),
+                             F.coalesce(F.sum("rows"), F.lit(0)).alias("layout:rows"),
+                             F.min("error").alias("layout:error")).first().asDict()
+    except LakeUnreadable:
+        return None
 
 
 def _laid_out(p: dict) -> bool:
@@ -97,7 +103,7 @@ def _layout_check(p: dict) -> CheckResult:
     name, expected = f"layout:{EVENTS.name}", "whole users per file, in (user_idx, seq) order"
     if "layout:error" not in p:
         return CheckResult(name, True, -1.0, expected, "not checked: pyarrow cannot open the "
-                           "files here (the key was counted by Spark)")
+                           "files on the driver or an executor (the key was counted by Spark)")
     split = int(p["layout:pairs"]) - int(p["layout:users"])
     detail = p["layout:error"] or (f"{split} user(s) in more than one file; the files hold "
                                    f"{p['layout:rows']} rows, Spark read {p['rows']}")
