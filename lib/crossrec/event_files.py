@@ -40,10 +40,10 @@ LAYOUT_SCHEMA = pa.schema([(C.USER_IDX, pa.int32()), ("rows", pa.int64()), ("err
 # them), so a file is not cut finer than this many rows a piece: with the cluster default of
 # 200 shuffle partitions and four 500,000-row files, 50 pieces a file would decode it 50 times.
 MIN_PIECE_ROWS = 100_000
-_ANY_USER = (-2**31, 2**31)
+_ANY_USER = (-2**31, 2**31)  # a file's user_idx span when its footer has no statistics
 # What pyarrow raises where it cannot open the lake from this process (hdfs:// without libhdfs,
 # s3a:// without credentials): readers then leave the files to Spark.
-UNREADABLE = (OSError, pa.ArrowInvalid)  # a file's user_idx span when its footer has no statistics
+UNREADABLE = (OSError, pa.ArrowInvalid)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def resolve_accounts(accounts: DataFrame, links: DataFrame,
         .withColumn(NODE, _node(C.PLATFORM, C.ACCOUNT))
     pairs = links.select(_node(C.PLATFORM_A, C.ACCOUNT_A).alias(_SRC),
                          _node(C.PLATFORM_B, C.ACCOUNT_B).alias(_DST)).dropna()
-    return (nodes.join(_labels(pairs, 100, local_edges), NODE, "left")
+    return (nodes.join(_labels(pairs, max_iterations=100, local_edges=local_edges), NODE, "left")
             .select(C.PLATFORM, C.ACCOUNT,
                     F.coalesce(F.col(COMPONENT), F.col(NODE)).alias(PERSON)))
 
@@ -132,8 +132,8 @@ def local_labels(src: pa.ChunkedArray, dst: pa.ChunkedArray) -> pa.Table:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components as components
 
-    loop = pc.equal(src, dst)
-    src, dst = src.filter(pc.invert(loop)), dst.filter(pc.invert(loop))
+    edge = pc.not_equal(src, dst)   # self-loops make no node here, as in _labels
+    src, dst = src.filter(edge), dst.filter(edge)
     nodes = pc.unique(pa.chunked_array(src.chunks + dst.chunks, src.type))
     nodes = nodes.take(pc.sort_indices(nodes))   # Arrow orders strings by their UTF-8 bytes
     a = pc.index_in(src, value_set=nodes).to_numpy()
